@@ -1,0 +1,255 @@
+//! The compile cache on disk, shared by every wasmlet process on the node.
+//!
+//! Layout: `<root>/engine-<compat>/<sha256 of the Wasm>.cwasm`, where
+//! `<compat>` names the engine's precompile compatibility hash (wasmtime
+//! version, target, and every setting that changes code), so engines never
+//! load each other's code. Beside each entry:
+//! - `<hex>.sum`: sha256 and length of the `.cwasm`, checked before every
+//!   load: a truncated or corrupt entry is removed and recompiled, never run.
+//! - `<hex>.lock`: an advisory `flock`, held while checking-and-compiling, so
+//!   two processes that want the same digest at once compile it once.
+//!
+//! Entries are written to a temporary file, fsync'd, then renamed into place;
+//! the `.sum` is renamed last, so an entry without one is treated as absent.
+//! Loads go through `deserialize_file`, which mmaps the entry: every process
+//! running the same Wasm shares one copy of its code in the page cache.
+
+use crate::digest::Digest;
+use crate::error::{CacheError, LoadError};
+use crate::program::Compiled;
+use sha2::{Digest as _, Sha256};
+use std::fs::{self, File};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use wasmtime::component::Component;
+use wasmtime::{Engine, Module};
+
+/// Where a loaded program came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Already loaded in this process.
+    Memory,
+    /// Loaded from a valid cache entry (no compilation).
+    Disk,
+    /// Compiled now and stored in the cache.
+    Compiled,
+    /// A precompiled artifact given directly; the cache was not involved.
+    Precompiled,
+}
+
+impl CacheOutcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CacheOutcome::Memory => "memory",
+            CacheOutcome::Disk => "cached",
+            CacheOutcome::Compiled => "compiled",
+            CacheOutcome::Precompiled => "precompiled",
+        }
+    }
+}
+
+/// Counters of this process's cache activity.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    pub compiled: u64,
+    pub disk_hits: u64,
+    pub evicted_corrupt: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    compiled: AtomicU64,
+    disk_hits: AtomicU64,
+    evicted_corrupt: AtomicU64,
+}
+
+pub struct CompileCache {
+    dir: PathBuf,
+    counters: Counters,
+}
+
+/// An entry failed its integrity check.
+struct Corrupt(String);
+
+impl CompileCache {
+    /// Open (creating if needed) the cache folder for `engine` under `root`.
+    pub fn open(root: &Path, engine: &Engine) -> Result<Self, CacheError> {
+        let mut hasher = crate::digest::Sha256Hasher::default();
+        std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
+        let compat = hasher.finish_digest().hex();
+        let dir = root.join(format!("engine-{}", &compat[..16]));
+        fs::create_dir_all(&dir).map_err(CacheError::io(&dir, "create"))?;
+        Ok(Self {
+            dir,
+            counters: Counters::default(),
+        })
+    }
+
+    /// The engine-specific folder entries live in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of the compiled code for `digest` (it may not exist yet).
+    pub fn entry_path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(format!("{}.cwasm", digest.hex()))
+    }
+
+    fn sum_path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(format!("{}.sum", digest.hex()))
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            compiled: self.counters.compiled.load(Ordering::Relaxed),
+            disk_hits: self.counters.disk_hits.load(Ordering::Relaxed),
+            evicted_corrupt: self.counters.evicted_corrupt.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Load the compiled form of `bytes` (whose sha256 is `digest`), compiling
+    /// and storing it if no valid entry exists. `component` says which kind
+    /// the bytes are. Blocks while another process compiles the same digest.
+    pub(crate) fn load_or_compile(
+        &self,
+        engine: &Engine,
+        digest: &Digest,
+        bytes: &[u8],
+        component: bool,
+        what: &str,
+    ) -> Result<(Compiled, CacheOutcome), LoadError> {
+        // Fast path without the lock: the common case on a warm node.
+        if let Ok(Some(compiled)) = self.try_load(engine, digest, component) {
+            return Ok(self.hit(digest, compiled));
+        }
+        let _lock = self.lock(digest)?;
+        match self.try_load(engine, digest, component) {
+            Ok(Some(compiled)) => return Ok(self.hit(digest, compiled)),
+            Ok(None) => {}
+            Err(Corrupt(why)) => self.evict(digest, &why)?,
+        }
+        let started = std::time::Instant::now();
+        let code = if component {
+            engine.precompile_component(bytes)
+        } else {
+            engine.precompile_module(bytes)
+        }
+        .map_err(|err| LoadError::Invalid {
+            what: what.to_owned(),
+            message: format!("{err:#}"),
+        })?;
+        self.store(digest, &code)?;
+        self.counters.compiled.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            %digest,
+            path = %self.entry_path(digest).display(),
+            bytes = code.len(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "compiled and cached"
+        );
+        match self.try_load(engine, digest, component) {
+            Ok(Some(compiled)) => Ok((compiled, CacheOutcome::Compiled)),
+            Ok(None) => Err(CacheError::Compile(format!("entry for {digest} vanished after it was written")).into()),
+            Err(Corrupt(why)) => Err(CacheError::Compile(format!("entry for {digest} failed its check right after it was written: {why}")).into()),
+        }
+    }
+
+    fn hit(&self, digest: &Digest, compiled: Compiled) -> (Compiled, CacheOutcome) {
+        self.counters.disk_hits.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%digest, "cache hit");
+        (compiled, CacheOutcome::Disk)
+    }
+
+    fn lock(&self, digest: &Digest) -> Result<File, CacheError> {
+        let path = self.dir.join(format!("{}.lock", digest.hex()));
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(CacheError::io(&path, "open lock"))?;
+        file.lock().map_err(CacheError::io(&path, "lock"))?;
+        Ok(file)
+    }
+
+    /// `Ok(None)`: no complete entry. `Err(Corrupt)`: an entry that must not be used.
+    fn try_load(
+        &self,
+        engine: &Engine,
+        digest: &Digest,
+        component: bool,
+    ) -> Result<Option<Compiled>, Corrupt> {
+        let entry = self.entry_path(digest);
+        let expected = match fs::read_to_string(self.sum_path(digest)) {
+            Ok(sum) => sum,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Corrupt(format!("unreadable checksum: {e}"))),
+        };
+        let code = match fs::read(&entry) {
+            Ok(code) => code,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(Corrupt("checksum without code".into())),
+            Err(e) => return Err(Corrupt(format!("unreadable entry: {e}"))),
+        };
+        let actual = checksum_line(&code);
+        if expected.trim_end() != actual.trim_end() {
+            return Err(Corrupt(format!(
+                "checksum mismatch: recorded `{}`, found `{}`",
+                expected.trim_end(),
+                actual.trim_end()
+            )));
+        }
+        // SAFETY: this file was written by `store` (ours, root-owned cache,
+        // atomically renamed) and its bytes match the checksum recorded at
+        // write time, so it is exactly what this engine produced.
+        let loaded = unsafe {
+            if component {
+                Component::deserialize_file(engine, &entry).map(Compiled::Component)
+            } else {
+                Module::deserialize_file(engine, &entry).map(Compiled::Module)
+            }
+        };
+        loaded
+            .map(Some)
+            .map_err(|e| Corrupt(format!("engine rejected entry: {e:#}")))
+    }
+
+    fn evict(&self, digest: &Digest, why: &str) -> Result<(), CacheError> {
+        tracing::warn!(%digest, reason = why, "removing corrupt compile-cache entry; recompiling");
+        for path in [self.sum_path(digest), self.entry_path(digest)] {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(CacheError::io(path, "remove corrupt entry")(e)),
+            }
+        }
+        self.counters.evicted_corrupt.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn store(&self, digest: &Digest, code: &[u8]) -> Result<(), CacheError> {
+        write_atomically(&self.entry_path(digest), code)?;
+        write_atomically(&self.sum_path(digest), checksum_line(code).as_bytes())?;
+        let dir = File::open(&self.dir).map_err(CacheError::io(&self.dir, "open"))?;
+        dir.sync_all().map_err(CacheError::io(&self.dir, "fsync"))
+    }
+}
+
+fn checksum_line(code: &[u8]) -> String {
+    format!("sha256:{} {}\n", hex::encode(Sha256::digest(code)), code.len())
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
+    let tmp = path.with_file_name(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        CacheError::io(path, "write")(e)
+    })
+}

@@ -1,0 +1,76 @@
+//! Runtime configuration: where the cache lives and how the instance pool is sized.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Sizing of wasmtime's pooling allocator.
+///
+/// Address space reserved up front is roughly
+/// `memories × (memory_reservation + guard)` + `instances × async_stack_size`:
+/// with the defaults (1,000 instances, 2 memories each, 4 GiB + 32 MiB per
+/// memory slot) about 8 TiB of *virtual* space, which costs no RAM; resident
+/// cost is only what running guests touch. Components need several core
+/// instances, memories and tables each, hence the multipliers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Concurrent component or module instances (stores) the pool serves.
+    pub max_instances: u32,
+    /// Core instances per component-instance slot (a Rust wasip2 command uses ~4).
+    pub core_instances_per_instance: u32,
+    /// Linear memories per instance slot (a wasip2 component uses 2).
+    pub memories_per_instance: u32,
+    /// Upper bound of one linear memory, in bytes.
+    pub max_memory_size: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_instances: 1000,
+            core_instances_per_instance: 8,
+            memories_per_instance: 2,
+            max_memory_size: 4 << 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Root of the compile cache; entries go under an engine-specific folder.
+    pub cache_dir: PathBuf,
+    /// `None` uses on-demand allocation only.
+    pub pool: Option<PoolConfig>,
+    /// Period of the epoch ticker: bounds how long kill/deadline take to stop
+    /// a guest that never calls the host.
+    pub epoch_tick: Duration,
+}
+
+impl RuntimeConfig {
+    /// The default cache location: `$WASMLET_CACHE_DIR`, else
+    /// `/var/lib/wasmlet/cache` for root, else `$XDG_CACHE_HOME/wasmlet`
+    /// (or `~/.cache/wasmlet`).
+    pub fn default_cache_dir() -> PathBuf {
+        if let Some(dir) = std::env::var_os("WASMLET_CACHE_DIR").filter(|d| !d.is_empty()) {
+            return PathBuf::from(dir);
+        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            return PathBuf::from("/var/lib/wasmlet/cache");
+        }
+        if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+            return PathBuf::from(xdg).join("wasmlet");
+        }
+        let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+        PathBuf::from(home).join(".cache").join("wasmlet")
+    }
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: Self::default_cache_dir(),
+            pool: Some(PoolConfig::default()),
+            epoch_tick: Duration::from_millis(10),
+        }
+    }
+}

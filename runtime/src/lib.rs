@@ -1,0 +1,37 @@
+//! wasmlet's engine: everything between "here are some Wasm bytes and a set of
+//! capabilities" and "the guest ran and exited with status N".
+//!
+//! Owns: the one warm [`wasmtime::Engine`] per process (pooling allocator,
+//! epoch interruption, async, component model), the on-disk compile cache
+//! shared by every process on the node, the translation of capabilities into
+//! a WASI context, per-run limits (memory, deadline, kill) and exit statuses,
+//! and (in [`http`]) serving `wasi:http/proxy` components.
+//!
+//! Must not touch: containerd, OCI bundles, registries, cgroups or signals of
+//! the host process. Callers (the shim, the CLI) translate those into
+//! [`Capabilities`], [`Limits`] and [`KillSwitch`] calls.
+
+mod cache;
+mod capabilities;
+mod config;
+mod digest;
+mod engine;
+mod error;
+mod exit;
+mod kill;
+mod limits;
+mod program;
+mod run;
+mod ticker;
+
+pub use cache::{CacheOutcome, CacheStats, CompileCache};
+pub use capabilities::{Capabilities, Preopen, StdinSource, StdoutSink};
+pub use config::{PoolConfig, RuntimeConfig};
+pub use digest::Digest;
+pub use engine::AllocationStrategy;
+pub use error::{CacheError, LoadError, RunError};
+pub use exit::{ExitStatus, Outcome};
+pub use kill::KillSwitch;
+pub use limits::Limits;
+pub use program::{Program, ProgramKind, WasmFormat};
+pub use run::{Entry, Runtime};

@@ -1,0 +1,181 @@
+//! What a piece of Wasm is, and the compiled form the runtime runs.
+
+use crate::digest::Digest;
+use crate::run::{ComponentState, ModuleState};
+use std::sync::{Arc, OnceLock};
+use wasmtime::component::Component;
+use wasmtime::{Engine, Module};
+use wasmtime_wasi::p2::bindings::CommandPre;
+
+/// The encoding of some bytes, detected from their first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WasmFormat {
+    /// A core module (`\0asm`, version 1).
+    Module,
+    /// A component (`\0asm`, layer 1).
+    Component,
+    /// WebAssembly text (a module or a component).
+    Text,
+    /// A module precompiled by this wasmtime (`wasmlet compile`).
+    PrecompiledModule,
+    /// A component precompiled by this wasmtime.
+    PrecompiledComponent,
+}
+
+impl WasmFormat {
+    pub fn detect(bytes: &[u8]) -> Option<Self> {
+        const MAGIC: &[u8] = b"\0asm";
+        if bytes.starts_with(MAGIC) && bytes.len() >= 8 {
+            return match bytes[6..8] {
+                [0, 0] => Some(WasmFormat::Module),
+                [1, 0] => Some(WasmFormat::Component),
+                _ => None,
+            };
+        }
+        if bytes.starts_with(b"\x7fELF") {
+            return match Engine::detect_precompiled(bytes)? {
+                wasmtime::Precompiled::Module => Some(WasmFormat::PrecompiledModule),
+                wasmtime::Precompiled::Component => Some(WasmFormat::PrecompiledComponent),
+            };
+        }
+        let text = std::str::from_utf8(bytes.get(..bytes.len().min(256))?).ok();
+        let first = text?.trim_start().chars().next()?;
+        (first == '(' || first == ';').then_some(WasmFormat::Text)
+    }
+}
+
+/// What running a program means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgramKind {
+    /// A core module: WASI preview1 `_start`, or an export invoked by name.
+    Module,
+    /// A component exporting `wasi:cli/run`.
+    Command,
+    /// A component exporting `wasi:http/incoming-handler`: served, not run.
+    HttpProxy,
+    /// A component exporting neither.
+    OtherComponent,
+}
+
+#[derive(Clone)]
+pub(crate) enum Compiled {
+    Module(Module),
+    Component(Component),
+}
+
+/// A compiled, ready-to-instantiate program. Cheap to clone.
+#[derive(Clone)]
+pub struct Program {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    digest: Digest,
+    kind: ProgramKind,
+    compiled: Compiled,
+    module_pre: OnceLock<wasmtime::InstancePre<ModuleState>>,
+    command_pre: OnceLock<CommandPre<ComponentState>>,
+}
+
+impl Program {
+    pub(crate) fn new(engine: &Engine, digest: Digest, compiled: Compiled) -> Self {
+        let kind = match &compiled {
+            Compiled::Module(_) => ProgramKind::Module,
+            Compiled::Component(component) => component_kind(engine, component),
+        };
+        Self {
+            inner: Arc::new(Inner {
+                digest,
+                kind,
+                compiled,
+                module_pre: OnceLock::new(),
+                command_pre: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Digest of the Wasm bytes this program was compiled from.
+    pub fn digest(&self) -> Digest {
+        self.inner.digest
+    }
+
+    pub fn kind(&self) -> ProgramKind {
+        self.inner.kind
+    }
+
+    pub(crate) fn compiled(&self) -> &Compiled {
+        &self.inner.compiled
+    }
+
+    pub fn as_component(&self) -> Option<&Component> {
+        match &self.inner.compiled {
+            Compiled::Component(c) => Some(c),
+            Compiled::Module(_) => None,
+        }
+    }
+
+    /// Linking is done once per program and reused by every run.
+    pub(crate) fn module_pre(
+        &self,
+        linker: &wasmtime::Linker<ModuleState>,
+        module: &Module,
+    ) -> wasmtime::Result<wasmtime::InstancePre<ModuleState>> {
+        if let Some(pre) = self.inner.module_pre.get() {
+            return Ok(pre.clone());
+        }
+        let pre = linker.instantiate_pre(module)?;
+        Ok(self.inner.module_pre.get_or_init(|| pre).clone())
+    }
+
+    pub(crate) fn command_pre(
+        &self,
+        linker: &wasmtime::component::Linker<ComponentState>,
+        component: &Component,
+    ) -> wasmtime::Result<CommandPre<ComponentState>> {
+        if let Some(pre) = self.inner.command_pre.get() {
+            return Ok(pre.clone());
+        }
+        let pre = CommandPre::new(linker.instantiate_pre(component)?)?;
+        Ok(self.inner.command_pre.get_or_init(|| pre).clone())
+    }
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Program")
+            .field("digest", &self.inner.digest)
+            .field("kind", &self.inner.kind)
+            .finish()
+    }
+}
+
+fn component_kind(engine: &Engine, component: &Component) -> ProgramKind {
+    let ty = component.component_type();
+    let mut kind = ProgramKind::OtherComponent;
+    for (name, _) in ty.exports(engine) {
+        if name.starts_with("wasi:http/incoming-handler@") {
+            return ProgramKind::HttpProxy;
+        }
+        if name.starts_with("wasi:cli/run@") {
+            kind = ProgramKind::Command;
+        }
+    }
+    kind
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_formats_from_leading_bytes() {
+        assert_eq!(WasmFormat::detect(b"\0asm\x01\0\0\0"), Some(WasmFormat::Module));
+        assert_eq!(WasmFormat::detect(b"\0asm\x0d\0\x01\0"), Some(WasmFormat::Component));
+        assert_eq!(WasmFormat::detect(b"  (module)"), Some(WasmFormat::Text));
+        assert_eq!(WasmFormat::detect(b";; hi\n(module)"), Some(WasmFormat::Text));
+        assert_eq!(WasmFormat::detect(b"#!/bin/sh\n"), None);
+        assert_eq!(WasmFormat::detect(b"\x7fELF\x02\x01\x01"), None);
+        assert_eq!(WasmFormat::detect(b""), None);
+        assert_eq!(WasmFormat::detect(b"\0asm"), None);
+    }
+}

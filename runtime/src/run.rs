@@ -1,0 +1,482 @@
+//! The [`Runtime`]: load programs through the cache and run them under limits.
+
+use crate::cache::{CacheOutcome, CompileCache};
+use crate::capabilities::Capabilities;
+use crate::config::RuntimeConfig;
+use crate::digest::Digest;
+use crate::engine::{build_engine, AllocationStrategy};
+use crate::error::{LoadError, RunError};
+use crate::exit::{ExitStatus, Outcome};
+use crate::kill::KillSwitch;
+use crate::limits::{Limits, MemoryLimiter};
+use crate::program::{Compiled, Program, ProgramKind, WasmFormat};
+use crate::ticker::EpochTicker;
+use anyhow::Context as _;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use wasmtime::component::{Component, ResourceTable};
+use wasmtime::{Engine, ExternType, Module, Store, UpdateDeadline, Val};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
+
+/// Store data of a core-module run.
+pub struct ModuleState {
+    wasi: WasiP1Ctx,
+    limiter: MemoryLimiter,
+}
+
+/// Store data of a component run.
+pub struct ComponentState {
+    ctx: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+}
+
+impl WasiView for ComponentState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// What to call in a program.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Entry {
+    /// `_start` of a module, `wasi:cli/run` of a component.
+    #[default]
+    Default,
+    /// A named export of a core module taking no parameters.
+    Export(String),
+}
+
+/// One per process: the warm engine, its linkers, the compile cache, and the
+/// programs loaded so far (by digest).
+pub struct Runtime {
+    engine: Engine,
+    strategy: AllocationStrategy,
+    cache: CompileCache,
+    ticker: EpochTicker,
+    module_linker: wasmtime::Linker<ModuleState>,
+    component_linker: wasmtime::component::Linker<ComponentState>,
+    programs: Mutex<HashMap<Digest, Program>>,
+}
+
+/// The trap the epoch callback raises to stop a guest for a kill or deadline.
+#[derive(Debug)]
+struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted by a kill or deadline")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// How a guest future ended, before classification.
+enum GuestEnd {
+    Instantiate(wasmtime::Error),
+    Returned(Vec<Val>),
+    CommandFailed,
+    Failed(wasmtime::Error),
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let (engine, strategy) = build_engine(config.pool.as_ref())
+            .map_err(|e| anyhow::anyhow!("creating the wasmtime engine: {e:#}"))?;
+        let cache = CompileCache::open(&config.cache_dir, &engine)?;
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick).context("starting the epoch ticker")?;
+        let mut module_linker = wasmtime::Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut module_linker, |s: &mut ModuleState| &mut s.wasi)?;
+        let mut component_linker = wasmtime::component::Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut component_linker)?;
+        tracing::debug!(?strategy, cache = %cache.dir().display(), "runtime ready");
+        Ok(Self {
+            engine,
+            strategy,
+            cache,
+            ticker,
+            module_linker,
+            component_linker,
+            programs: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn allocation_strategy(&self) -> AllocationStrategy {
+        self.strategy
+    }
+
+    pub fn cache(&self) -> &CompileCache {
+        &self.cache
+    }
+
+    /// Read and load a file: a module, a component, WAT text, or (with
+    /// `allow_precompiled`) an artifact precompiled by this engine.
+    pub fn load_file(&self, path: &Path, allow_precompiled: bool) -> Result<(Program, CacheOutcome), LoadError> {
+        let what = path.display().to_string();
+        if allow_precompiled && Engine::detect_precompiled_file(path).ok().flatten().is_some() {
+            return self.load_precompiled_file(path, &what);
+        }
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.load_bytes(&bytes, &what, allow_precompiled)
+    }
+
+    /// Load Wasm from memory (see [`Runtime::load_file`]); `what` names it in errors.
+    pub fn load_bytes(&self, bytes: &[u8], what: &str, allow_precompiled: bool) -> Result<(Program, CacheOutcome), LoadError> {
+        let format = WasmFormat::detect(bytes).ok_or_else(|| LoadError::NotWasm {
+            what: what.to_owned(),
+            magic: bytes.iter().take(8).copied().collect(),
+        })?;
+        match format {
+            WasmFormat::Module | WasmFormat::Component => {
+                let digest = Digest::of(bytes);
+                self.load_binary(bytes, digest, format == WasmFormat::Component, what)
+            }
+            WasmFormat::Text => {
+                let binary = wat::parse_bytes(bytes).map_err(|e| LoadError::InvalidText {
+                    what: what.to_owned(),
+                    message: e.to_string(),
+                })?;
+                let digest = Digest::of(&binary);
+                let component = WasmFormat::detect(&binary) == Some(WasmFormat::Component);
+                self.load_binary(&binary, digest, component, what)
+            }
+            WasmFormat::PrecompiledModule | WasmFormat::PrecompiledComponent if !allow_precompiled => {
+                Err(LoadError::PrecompiledNotAllowed { what: what.to_owned() })
+            }
+            WasmFormat::PrecompiledModule | WasmFormat::PrecompiledComponent => {
+                let digest = Digest::of(bytes);
+                // SAFETY: the caller vouched for these bytes (--allow-precompiled);
+                // wasmtime still checks the engine compatibility header.
+                let compiled = unsafe {
+                    if format == WasmFormat::PrecompiledComponent {
+                        Component::deserialize(&self.engine, bytes).map(Compiled::Component)
+                    } else {
+                        Module::deserialize(&self.engine, bytes).map(Compiled::Module)
+                    }
+                }
+                .map_err(|e| LoadError::IncompatiblePrecompiled {
+                    what: what.to_owned(),
+                    message: format!("{e:#}"),
+                })?;
+                Ok((Program::new(&self.engine, digest, compiled), CacheOutcome::Precompiled))
+            }
+        }
+    }
+
+    /// Load Wasm binary bytes whose digest the caller already verified (e.g.
+    /// a registry blob), keyed in the cache by that digest.
+    pub fn load_verified(&self, bytes: &[u8], digest: Digest, what: &str) -> Result<(Program, CacheOutcome), LoadError> {
+        match WasmFormat::detect(bytes) {
+            Some(WasmFormat::Module) => self.load_binary(bytes, digest, false, what),
+            Some(WasmFormat::Component) => self.load_binary(bytes, digest, true, what),
+            _ => Err(LoadError::NotWasm {
+                what: what.to_owned(),
+                magic: bytes.iter().take(8).copied().collect(),
+            }),
+        }
+    }
+
+    fn load_precompiled_file(&self, path: &Path, what: &str) -> Result<(Program, CacheOutcome), LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let digest = Digest::of(&bytes);
+        // SAFETY: the caller vouched for this file (--allow-precompiled).
+        let compiled = unsafe {
+            match Engine::detect_precompiled(&bytes) {
+                Some(wasmtime::Precompiled::Component) => Component::deserialize_file(&self.engine, path).map(Compiled::Component),
+                _ => Module::deserialize_file(&self.engine, path).map(Compiled::Module),
+            }
+        }
+        .map_err(|e| LoadError::IncompatiblePrecompiled {
+            what: what.to_owned(),
+            message: format!("{e:#}"),
+        })?;
+        Ok((Program::new(&self.engine, digest, compiled), CacheOutcome::Precompiled))
+    }
+
+    fn load_binary(&self, bytes: &[u8], digest: Digest, component: bool, what: &str) -> Result<(Program, CacheOutcome), LoadError> {
+        if let Some(program) = self.programs_lock().get(&digest) {
+            return Ok((program.clone(), CacheOutcome::Memory));
+        }
+        let (compiled, outcome) = self.cache.load_or_compile(&self.engine, &digest, bytes, component, what)?;
+        let program = Program::new(&self.engine, digest, compiled);
+        self.programs_lock().insert(digest, program.clone());
+        Ok((program, outcome))
+    }
+
+    /// Forget the programs loaded in this process (the disk cache stays):
+    /// the next load of each goes back to the cache, as a new process would.
+    pub fn forget_programs(&self) {
+        self.programs_lock().clear();
+    }
+
+    fn programs_lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Program>> {
+        // A map of clones: a panic while holding it cannot leave it half-updated.
+        self.programs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run `program` with exactly `caps`, under `limits`, until it ends or
+    /// `kill` fires. `Err` means the guest never started (bad link, missing
+    /// export, unusable preopen); everything after that is an [`Outcome`].
+    pub async fn run(
+        &self,
+        program: &Program,
+        entry: &Entry,
+        caps: Capabilities,
+        limits: &Limits,
+        kill: &KillSwitch,
+    ) -> Result<Outcome, RunError> {
+        match (program.compiled(), program.kind()) {
+            (Compiled::Module(module), _) => self.run_module(program, module, entry, caps, limits, kill).await,
+            (Compiled::Component(component), ProgramKind::Command) => {
+                if let Entry::Export(name) = entry {
+                    return Err(RunError::UninvokableExport {
+                        name: name.clone(),
+                        why: "components run through `wasi:cli/run`; invoking other component exports is not supported".into(),
+                    });
+                }
+                self.run_command(program, component, caps, limits, kill).await
+            }
+            (Compiled::Component(_), ProgramKind::HttpProxy) => Err(RunError::NotACommand(format!(
+                "component {} is a `wasi:http/proxy` (serve it instead of running it)",
+                program.digest()
+            ))),
+            (Compiled::Component(_), _) => Err(RunError::NotACommand(format!("component {}", program.digest()))),
+        }
+    }
+
+    async fn run_module(
+        &self,
+        program: &Program,
+        module: &Module,
+        entry: &Entry,
+        caps: Capabilities,
+        limits: &Limits,
+        kill: &KillSwitch,
+    ) -> Result<Outcome, RunError> {
+        let export = resolve_module_entry(module, entry)?;
+        let pre = program
+            .module_pre(&self.module_linker, module)
+            .map_err(|e| RunError::UnknownImport(link_error_message(&e)))?;
+        let wasi = caps.into_builder(true)?.build_p1();
+        let mut store = self.new_store(
+            ModuleState {
+                wasi,
+                limiter: MemoryLimiter::new(limits.memory),
+            },
+            limits,
+            kill,
+        );
+        store.limiter(|s| &mut s.limiter);
+        let reactor_init = matches!(entry, Entry::Export(_)) && module.get_export("_initialize").is_some();
+        let guest = async {
+            let instance = match pre.instantiate_async(&mut store).await {
+                Ok(instance) => instance,
+                Err(e) => return GuestEnd::Instantiate(e),
+            };
+            if reactor_init {
+                if let Some(init) = instance.get_func(&mut store, "_initialize") {
+                    if let Err(e) = init.call_async(&mut store, &[], &mut []).await {
+                        return GuestEnd::Failed(e);
+                    }
+                }
+            }
+            let Some(func) = instance.get_func(&mut store, &export) else {
+                return GuestEnd::Instantiate(wasmtime::format_err!("export `{export}` vanished"));
+            };
+            let mut results = vec![Val::I32(0); func.ty(&store).results().len()];
+            match func.call_async(&mut store, &[], &mut results).await {
+                Ok(()) => GuestEnd::Returned(results),
+                Err(e) => GuestEnd::Failed(e),
+            }
+        };
+        let end = self.race(guest, limits, kill).await;
+        classify(end, store.data().limiter.refusal())
+    }
+
+    async fn run_command(
+        &self,
+        program: &Program,
+        component: &Component,
+        caps: Capabilities,
+        limits: &Limits,
+        kill: &KillSwitch,
+    ) -> Result<Outcome, RunError> {
+        let pre = program
+            .command_pre(&self.component_linker, component)
+            .map_err(|e| RunError::UnknownImport(link_error_message(&e)))?;
+        let ctx = caps.into_builder(true)?.build();
+        let mut store = self.new_store(
+            ComponentState {
+                ctx,
+                table: ResourceTable::new(),
+                limiter: MemoryLimiter::new(limits.memory),
+            },
+            limits,
+            kill,
+        );
+        store.limiter(|s| &mut s.limiter);
+        let guest = async {
+            let command = match pre.instantiate_async(&mut store).await {
+                Ok(command) => command,
+                Err(e) => return GuestEnd::Instantiate(e),
+            };
+            match command.wasi_cli_run().call_run(&mut store).await {
+                Ok(Ok(())) => GuestEnd::Returned(Vec::new()),
+                Ok(Err(())) => GuestEnd::CommandFailed,
+                Err(e) => GuestEnd::Failed(e),
+            }
+        };
+        let end = self.race(guest, limits, kill).await;
+        classify(end, store.data().limiter.refusal())
+    }
+
+    fn new_store<T: 'static>(&self, data: T, limits: &Limits, kill: &KillSwitch) -> Store<T> {
+        let mut store = Store::new(&self.engine, data);
+        // At every epoch tick a running guest checks for a kill or a passed
+        // deadline (and traps with `Interrupted`), else yields to its executor
+        // so other tasks on it make progress. The check cannot live only in
+        // `race`'s timer: a guest that yields constantly keeps a current-thread
+        // executor busy, and tokio then polls its timer wheel too rarely.
+        kill.arm(&self.engine);
+        let kill = kill.clone();
+        let deadline = limits.deadline.map(|after| std::time::Instant::now() + after);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if kill.signal().is_some() || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Err(wasmtime::Error::new(Interrupted));
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store
+    }
+
+    /// Drive the guest until it ends, `kill` fires, or the deadline passes.
+    /// Dropping the guest future unwinds its fiber, wherever it is.
+    async fn race(
+        &self,
+        guest: impl std::future::Future<Output = GuestEnd>,
+        limits: &Limits,
+        kill: &KillSwitch,
+    ) -> Result<GuestEnd, ExitStatus> {
+        let _ticking = self.ticker.running();
+        let deadline = async {
+            match limits.deadline {
+                Some(after) => tokio::time::sleep(after).await,
+                None => std::future::pending().await,
+            }
+        };
+        let end = tokio::select! {
+            biased;
+            signal = kill.signaled() => return Err(ExitStatus::Signaled(signal)),
+            () = deadline => return Err(ExitStatus::DeadlineExceeded),
+            end = guest => end,
+        };
+        match &end {
+            GuestEnd::Failed(e) | GuestEnd::Instantiate(e) if e.is::<Interrupted>() => {
+                Err(kill.signal().map_or(ExitStatus::DeadlineExceeded, ExitStatus::Signaled))
+            }
+            _ => Ok(end),
+        }
+    }
+}
+
+fn resolve_module_entry(module: &Module, entry: &Entry) -> Result<String, RunError> {
+    let name = match entry {
+        Entry::Default => {
+            if module.get_export("_start").is_none() {
+                return Err(RunError::NotACommand(format!(
+                    "module (exports: {})",
+                    export_names(module)
+                )));
+            }
+            "_start".to_owned()
+        }
+        Entry::Export(name) => name.clone(),
+    };
+    match module.get_export(&name) {
+        None => Err(RunError::MissingExport {
+            name,
+            available: export_names(module),
+        }),
+        Some(ExternType::Func(ty)) if ty.params().len() == 0 => Ok(name),
+        Some(ExternType::Func(ty)) => Err(RunError::UninvokableExport {
+            name,
+            why: format!("it takes {} parameter(s); only exports without parameters can be invoked", ty.params().len()),
+        }),
+        Some(_) => Err(RunError::UninvokableExport {
+            name,
+            why: "it is not a function".into(),
+        }),
+    }
+}
+
+fn export_names(module: &Module) -> String {
+    let names: Vec<_> = module.exports().map(|e| e.name()).collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn link_error_message(err: &wasmtime::Error) -> String {
+    // wasmtime says "unknown import: `env::foo` has not been defined"; keep
+    // the innermost, most specific part.
+    let msg = format!("{err:#}");
+    msg.strip_prefix("unknown import: ").unwrap_or(&msg).to_owned()
+}
+
+fn classify(end: Result<GuestEnd, ExitStatus>, oom: Option<&str>) -> Result<Outcome, RunError> {
+    let status = match end {
+        Err(stopped) => stopped,
+        Ok(GuestEnd::Returned(results)) => {
+            return Ok(Outcome {
+                status: ExitStatus::Exited(0),
+                results: results.iter().map(format_val).collect(),
+            })
+        }
+        Ok(GuestEnd::CommandFailed) => ExitStatus::Exited(1),
+        Ok(GuestEnd::Instantiate(e)) => match oom {
+            Some(why) => ExitStatus::OutOfMemory(format!("{why} (while instantiating: {e:#})")),
+            None => return Err(RunError::Instantiate(format!("{e:#}"))),
+        },
+        Ok(GuestEnd::Failed(e)) => {
+            if let Some(exit) = e.downcast_ref::<I32Exit>() {
+                ExitStatus::Exited(exit.0)
+            } else if let Some(why) = oom {
+                ExitStatus::OutOfMemory(format!("{why}; then the guest failed: {e:?}"))
+            } else {
+                ExitStatus::Trapped(format!("{e:?}"))
+            }
+        }
+    };
+    Ok(Outcome {
+        status,
+        results: Vec::new(),
+    })
+}
+
+fn format_val(val: &Val) -> String {
+    match val {
+        Val::I32(v) => v.to_string(),
+        Val::I64(v) => v.to_string(),
+        Val::F32(v) => f32::from_bits(*v).to_string(),
+        Val::F64(v) => f64::from_bits(*v).to_string(),
+        other => format!("{other:?}"),
+    }
+}

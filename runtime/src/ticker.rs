@@ -1,0 +1,90 @@
+//! One thread per engine that advances the epoch while any guest runs.
+//!
+//! Guests yield at every epoch tick (see `run.rs`), which is what lets a kill
+//! or a deadline stop even a tight loop. With no guest running the thread
+//! sleeps on a condition variable, so an idle shim costs no wake-ups.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+use wasmtime::Engine;
+
+#[derive(Default)]
+struct State {
+    running: usize,
+    shutdown: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+pub(crate) struct EpochTicker {
+    shared: Arc<Shared>,
+}
+
+/// Keeps the ticker running while alive.
+pub(crate) struct Running {
+    shared: Arc<Shared>,
+}
+
+impl EpochTicker {
+    pub(crate) fn start(engine: Engine, period: Duration) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared::default());
+        let thread_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("wasmlet-epoch".into())
+            .spawn(move || tick_loop(&thread_shared, &engine, period))?;
+        Ok(Self { shared })
+    }
+
+    pub(crate) fn running(&self) -> Running {
+        let mut state = lock(&self.shared.state);
+        state.running += 1;
+        if state.running == 1 {
+            self.shared.wake.notify_one();
+        }
+        Running {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        lock(&self.shared.state).shutdown = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut state = lock(&self.shared.state);
+        state.running = state.running.saturating_sub(1);
+    }
+}
+
+fn lock(mutex: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    // The state is two integers; a panic elsewhere cannot leave it inconsistent.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn tick_loop(shared: &Shared, engine: &Engine, period: Duration) {
+    loop {
+        {
+            let mut state = lock(&shared.state);
+            while state.running == 0 && !state.shutdown {
+                state = shared
+                    .wake
+                    .wait(state)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            }
+            if state.shutdown {
+                return;
+            }
+        }
+        std::thread::sleep(period);
+        engine.increment_epoch();
+    }
+}

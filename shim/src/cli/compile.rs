@@ -1,0 +1,31 @@
+//! `wasmlet compile FILE`: fill the compile cache.
+
+use super::LOAD_ERROR_STATUS;
+use clap::Args;
+use std::path::PathBuf;
+use wasmlet_runtime::{CacheOutcome, Runtime};
+
+/// Compile FILE into the shared cache; print `DIGEST PATH compiled|cached`.
+#[derive(Args, Debug)]
+pub struct CompileArgs {
+    /// A .wasm module or component, or .wat text
+    file: PathBuf,
+}
+
+pub fn compile(runtime: &Runtime, args: CompileArgs) -> i32 {
+    match runtime.load_file(&args.file, false) {
+        Ok((program, outcome)) => {
+            let path = runtime.cache().entry_path(&program.digest());
+            let status = match outcome {
+                CacheOutcome::Compiled => "compiled",
+                _ => "cached",
+            };
+            println!("{} {} {status}", program.digest(), path.display());
+            0
+        }
+        Err(err) => {
+            eprintln!("wasmlet: {err}");
+            LOAD_ERROR_STATUS
+        }
+    }
+}

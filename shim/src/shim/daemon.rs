@@ -1,0 +1,151 @@
+//! The long-running shim process: serves the Task API until Shutdown.
+
+use super::cgroup::ContainerCgroup;
+use super::events::Events;
+use super::task::{SharedRuntime, WasmletTask};
+use anyhow::Context as _;
+use containerd_shim::protos::shim_async::create_task;
+use containerd_shim::protos::ttrpc::r#async::transport::Listener;
+use containerd_shim::protos::ttrpc::r#async::Server;
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::{ExitSignal, Flags};
+use std::sync::Arc;
+use wasmlet_runtime::{PoolConfig, Runtime, RuntimeConfig};
+
+const TASK_V3: &str = "containerd.task.v3.Task";
+const TASK_V2: &str = "containerd.task.v2.Task";
+
+/// A shim runs one container: a small pool is plenty (HTTP functions may
+/// run many instances at once, so not one).
+fn runtime_config() -> RuntimeConfig {
+    RuntimeConfig {
+        pool: Some(PoolConfig {
+            max_instances: 64,
+            ..PoolConfig::default()
+        }),
+        ..RuntimeConfig::default()
+    }
+}
+
+pub fn run(flags: Flags) -> anyhow::Result<()> {
+    if flags.socket.is_empty() {
+        anyhow::bail!("the daemon needs -socket");
+    }
+    init_logging(flags.debug);
+    // Join the container's cgroup before anything else, so what the runtime
+    // allocates is charged to the container (cgroup v1 does not move charges).
+    let cgroup = match oci_spec::runtime::Spec::load("config.json") {
+        Ok(spec) => ContainerCgroup::join(&spec).unwrap_or_else(|err| {
+            tracing::warn!(error = %format!("{err:#}"), "cgroup set-up failed; running in the shim's cgroup");
+            None
+        }),
+        Err(err) => {
+            tracing::warn!(error = %err, "no readable config.json in the bundle; no cgroup");
+            None
+        }
+    };
+    let executor = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    executor.block_on(serve(flags, cgroup))
+}
+
+async fn serve(flags: Flags, cgroup: Option<ContainerCgroup>) -> anyhow::Result<()> {
+    let runtime: SharedRuntime = Arc::default();
+    let building = {
+        let runtime = runtime.clone();
+        tokio::task::spawn_blocking(move || match Runtime::new(runtime_config()) {
+            Ok(built) => {
+                let _ = runtime.set(Arc::new(built));
+            }
+            Err(err) => tracing::error!(error = %format!("{err:#}"), "creating the Wasm runtime"),
+        })
+    };
+    let ttrpc_address = std::env::var(super::TTRPC_ADDRESS_ENV).context("TTRPC_ADDRESS is not set")?;
+    let publisher = RemotePublisher::new(&ttrpc_address)
+        .await
+        .with_context(|| format!("connecting to containerd's events at {ttrpc_address}"))?;
+    let exit = Arc::new(ExitSignal::default());
+    let task: Arc<dyn containerd_shim::protos::shim_async::Task + Send + Sync> = Arc::new(WasmletTask::new(
+        runtime,
+        Events::new(publisher, flags.namespace.clone()),
+        exit.clone(),
+        cgroup,
+    ));
+    let mut services = create_task(task.clone());
+    if let Some(v2) = create_task(task).remove(TASK_V3) {
+        services.insert(TASK_V2.to_owned(), v2);
+    }
+    let listener = bind(&flags.socket)?;
+    let mut server = Server::new()
+        .add_listener(Listener::try_from(listener).context("creating the ttrpc listener")?)
+        .register_service(services);
+    // Create needs the runtime: do not accept calls before it exists.
+    building.await.context("building the runtime")?;
+    server.start().await.context("starting the ttrpc server")?;
+    release_start_process();
+    ignore_termination_signals();
+    tracing::debug!(socket = %flags.socket, "serving");
+    exit.wait().await;
+    let _ = server.shutdown().await;
+    let _ = std::fs::remove_file(socket_path(&flags.socket));
+    Ok(())
+}
+
+fn socket_path(address: &str) -> &str {
+    address.strip_prefix("unix://").unwrap_or(address)
+}
+
+fn bind(address: &str) -> anyhow::Result<std::os::unix::net::UnixListener> {
+    let path = std::path::Path::new(socket_path(address));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // A socket left by a daemon that died (this grouping is per container).
+    let _ = std::fs::remove_file(path);
+    let listener = std::os::unix::net::UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// `start` reads our stdout until it closes: point it at stderr now.
+fn release_start_process() {
+    // SAFETY: dup2 on the process's own standard descriptors.
+    unsafe {
+        libc::dup2(libc::STDERR_FILENO, libc::STDOUT_FILENO);
+    }
+}
+
+/// containerd stops shims with Shutdown, not signals; a stray SIGTERM/SIGINT
+/// must not take the running guest down with it.
+fn ignore_termination_signals() {
+    use tokio::signal::unix::{signal, SignalKind};
+    for kind in [SignalKind::terminate(), SignalKind::interrupt()] {
+        if let Ok(mut stream) = signal(kind) {
+            tokio::spawn(async move {
+                while stream.recv().await.is_some() {
+                    tracing::info!("ignoring termination signal (containerd uses Shutdown)");
+                }
+            });
+        }
+    }
+}
+
+/// Logs go to the `log` FIFO containerd opens in the bundle (they end up in
+/// containerd's log); level `debug` with containerd's -debug, else
+/// `$WASMLET_LOG` or `info`.
+fn init_logging(debug: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = if debug {
+        EnvFilter::new("debug")
+    } else {
+        EnvFilter::try_from_env("WASMLET_LOG").unwrap_or_else(|_| EnvFilter::new("info"))
+    };
+    let log = std::fs::OpenOptions::new().write(true).open("log");
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false);
+    let _ = match log {
+        Ok(file) => builder.with_writer(std::sync::Mutex::new(file)).try_init(),
+        Err(_) => builder.with_writer(std::io::stderr).try_init(),
+    };
+}

@@ -1,0 +1,236 @@
+//! Translating an OCI bundle's `config.json` into what the guest may use.
+//!
+//! - `process.args[0]` names the Wasm inside the rootfs (`/app.wasm`);
+//!   `path#export` invokes a named export instead of `_start`.
+//! - `process.args`, `process.env`, `process.cwd` pass through.
+//! - The rootfs is preopened as `/` (read-only when `root.readonly`), and each
+//!   bind mount of a directory as its destination (read-only with `ro`).
+//!   Nothing else is granted: no proc, sys, dev, tmpfs or file bind mounts.
+//! - Network: only with the annotation `wasmlet.io/network=allow`, or when
+//!   the spec has no network namespace (a host-network pod).
+//! - Memory: a `linux.resources.memory.limit` caps the guest's linear
+//!   memory at the limit minus [`SHIM_MEMORY_RESERVE`], so the guest hits
+//!   its limit (a clean OOM exit) before the kernel would kill the shim.
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::path::{Component, Path, PathBuf};
+use wasmlet_runtime::{Capabilities, Entry, Limits, Preopen};
+
+/// Annotation that grants the guest network access.
+pub const NETWORK_ANNOTATION: &str = "wasmlet.io/network";
+/// Memory of the container's cgroup kept for the shim itself.
+pub const SHIM_MEMORY_RESERVE: u64 = 8 << 20;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error("the OCI spec has no process args: argv[0] must name the .wasm in the image")]
+    NoArgs,
+    #[error("argv[0] `{0}` leaves the container's rootfs")]
+    Escapes(String),
+    #[error("argv[0] `{0}`: no such file in the container's rootfs")]
+    NotFound(String),
+    #[error("invalid environment entry `{0}`: expected NAME=VALUE")]
+    BadEnv(String),
+    #[error("the OCI spec has no root")]
+    NoRoot,
+}
+
+/// What the bundle says to run, and with which capabilities.
+#[derive(Debug)]
+pub struct WasmTask {
+    /// Host path of the Wasm file.
+    pub wasm: PathBuf,
+    pub entry: Entry,
+    /// Capabilities without stdio (the shim wires containerd's FIFOs).
+    pub caps: Capabilities,
+    pub limits: Limits,
+}
+
+/// Translate `spec` for a bundle whose rootfs is mounted at `rootfs`.
+pub fn wasm_task(spec: &Spec, rootfs: &Path) -> Result<WasmTask, SpecError> {
+    let process = spec.process().as_ref();
+    let args: Vec<String> = process.and_then(|p| p.args().clone()).unwrap_or_default();
+    let argv0 = args.first().ok_or(SpecError::NoArgs)?;
+    let (path, entry) = match argv0.split_once('#') {
+        Some((path, export)) if !export.is_empty() => (path, Entry::Export(export.to_owned())),
+        _ => (argv0.as_str(), Entry::Default),
+    };
+    let wasm = path_in_rootfs(rootfs, path)?;
+
+    let mut env = Vec::new();
+    for entry in process.and_then(|p| p.env().clone()).unwrap_or_default() {
+        match entry.split_once('=') {
+            Some((name, value)) if !name.is_empty() => env.push((name.to_owned(), value.to_owned())),
+            _ => return Err(SpecError::BadEnv(entry)),
+        }
+    }
+    let cwd = process.map(|p| p.cwd().to_string_lossy().into_owned()).filter(|c| !c.is_empty());
+
+    let root = spec.root().as_ref().ok_or(SpecError::NoRoot)?;
+    let mut preopens = vec![Preopen {
+        host: rootfs.to_owned(),
+        guest: "/".into(),
+        read_only: root.readonly().unwrap_or(false),
+    }];
+    for mount in spec.mounts().iter().flatten() {
+        let options = mount.options().clone().unwrap_or_default();
+        let is_bind = mount.typ().as_deref() == Some("bind") || options.iter().any(|o| o == "bind" || o == "rbind");
+        let Some(source) = mount.source().as_ref().filter(|_| is_bind) else {
+            continue;
+        };
+        if !source.is_dir() {
+            // WASI preopens are directories; file mounts (/etc/hosts, ...) are not granted.
+            tracing::debug!(source = %source.display(), "skipping non-directory mount");
+            continue;
+        }
+        preopens.push(Preopen {
+            host: source.clone(),
+            guest: mount.destination().to_string_lossy().into_owned(),
+            read_only: options.iter().any(|o| o == "ro"),
+        });
+    }
+
+    let annotated = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(NETWORK_ANNOTATION))
+        .is_some_and(|v| v == "allow");
+    let host_network = spec.linux().as_ref().is_some_and(|linux| {
+        !linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .any(|ns| ns.typ() == LinuxNamespaceType::Network)
+    });
+
+    let memory = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit())
+        .filter(|limit| *limit > 0)
+        .map(|limit| guest_memory_limit(limit as u64));
+
+    Ok(WasmTask {
+        wasm,
+        entry,
+        caps: Capabilities {
+            args,
+            env,
+            cwd,
+            preopens,
+            network: annotated || host_network,
+            ..Default::default()
+        },
+        limits: Limits { memory, deadline: None },
+    })
+}
+
+/// The guest's share of a container memory limit.
+pub fn guest_memory_limit(cgroup_limit: u64) -> u64 {
+    cgroup_limit.saturating_sub(SHIM_MEMORY_RESERVE).max(cgroup_limit / 2)
+}
+
+/// Resolve a guest path inside `rootfs`, refusing anything that leaves it
+/// (`..`, or symlinks pointing out).
+fn path_in_rootfs(rootfs: &Path, guest: &str) -> Result<PathBuf, SpecError> {
+    let relative = Path::new(guest.trim_start_matches('/'));
+    if relative.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+        return Err(SpecError::Escapes(guest.to_owned()));
+    }
+    let joined = rootfs.join(relative);
+    let resolved = joined.canonicalize().map_err(|_| SpecError::NotFound(guest.to_owned()))?;
+    let root = rootfs.canonicalize().map_err(|_| SpecError::NotFound(guest.to_owned()))?;
+    if !resolved.starts_with(&root) {
+        return Err(SpecError::Escapes(guest.to_owned()));
+    }
+    Ok(resolved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: serde_json::Value) -> Spec {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn base(extra: serde_json::Value) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {"args": ["/app.wasm", "x"], "env": ["A=1", "B=two=2"], "cwd": "/"},
+            "root": {"path": "rootfs", "readonly": false},
+            "linux": {"namespaces": [{"type": "network"}, {"type": "mount"}]}
+        });
+        if let (Some(base), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+            for (k, val) in extra {
+                base.insert(k.clone(), val.clone());
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn translates_args_env_root_and_bind_mounts() {
+        let rootfs = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(rootfs.path().join("app.wasm"), b"\0asm").unwrap();
+        let s = spec(base(serde_json::json!({"mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/data", "type": "bind", "source": data.path(), "options": ["rbind", "ro"]},
+            {"destination": "/etc/hosts", "type": "bind", "source": file.path(), "options": ["rbind"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm"}
+        ]})));
+        let task = wasm_task(&s, rootfs.path()).unwrap();
+        assert_eq!(task.wasm, rootfs.path().canonicalize().unwrap().join("app.wasm"));
+        assert_eq!(task.entry, Entry::Default);
+        assert_eq!(task.caps.args, ["/app.wasm", "x"]);
+        assert_eq!(task.caps.env, [("A".into(), "1".into()), ("B".into(), "two=2".into())]);
+        assert_eq!(task.caps.preopens.len(), 2);
+        assert_eq!(task.caps.preopens[0].guest, "/");
+        assert!(!task.caps.preopens[0].read_only);
+        assert_eq!((task.caps.preopens[1].guest.as_str(), task.caps.preopens[1].read_only), ("/data", true));
+        assert!(!task.caps.network);
+        assert_eq!(task.limits.memory, None);
+    }
+
+    #[test]
+    fn export_selector_network_and_memory() {
+        let rootfs = tempfile::tempdir().unwrap();
+        std::fs::write(rootfs.path().join("app.wasm"), b"\0asm").unwrap();
+        let mut v = base(serde_json::json!({"annotations": {"wasmlet.io/network": "allow"}}));
+        v["process"]["args"] = serde_json::json!(["app.wasm#run"]);
+        v["linux"]["resources"] = serde_json::json!({"memory": {"limit": 64 << 20}});
+        let task = wasm_task(&spec(v), rootfs.path()).unwrap();
+        assert_eq!(task.entry, Entry::Export("run".into()));
+        assert!(task.caps.network);
+        assert_eq!(task.limits.memory, Some((64 << 20) - SHIM_MEMORY_RESERVE));
+
+        let mut host_net = base(serde_json::json!({}));
+        host_net["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}]);
+        assert!(wasm_task(&spec(host_net), rootfs.path()).unwrap().caps.network);
+    }
+
+    #[test]
+    fn refuses_paths_outside_the_rootfs() {
+        let outer = tempfile::tempdir().unwrap();
+        let rootfs = outer.path().join("rootfs");
+        std::fs::create_dir(&rootfs).unwrap();
+        std::fs::write(outer.path().join("outside.wasm"), b"\0asm").unwrap();
+        std::os::unix::fs::symlink(outer.path().join("outside.wasm"), rootfs.join("link.wasm")).unwrap();
+        for (argv0, want) in [
+            ("/../outside.wasm", SpecError::Escapes("/../outside.wasm".into())),
+            ("/link.wasm", SpecError::Escapes("/link.wasm".into())),
+            ("/missing.wasm", SpecError::NotFound("/missing.wasm".into())),
+        ] {
+            let mut v = base(serde_json::json!({}));
+            v["process"]["args"] = serde_json::json!([argv0]);
+            assert_eq!(wasm_task(&spec(v), &rootfs).unwrap_err(), want);
+        }
+        let mut v = base(serde_json::json!({}));
+        v["process"]["args"] = serde_json::json!([]);
+        assert_eq!(wasm_task(&spec(v), &rootfs).unwrap_err(), SpecError::NoArgs);
+    }
+}

@@ -1,0 +1,479 @@
+//! containerd's Task API for the one container this shim process runs.
+//!
+//! Where the API is silent, behaviour follows `containerd-shim-runc-v2`:
+//! killing a finished task is NotFound, deleting a running one is
+//! FailedPrecondition, Shutdown exits only once the task is gone.
+
+use super::cgroup::ContainerCgroup;
+use super::events::Events;
+use super::spec::{wasm_task, WasmTask};
+use super::stdio;
+use async_trait::async_trait;
+use containerd_shim::protos::api;
+use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
+use containerd_shim::protos::shim_async::Task;
+use containerd_shim::protos::ttrpc::{self, r#async::TtrpcContext};
+use containerd_shim::ExitSignal;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+use wasmlet_runtime::{KillSwitch, Program, Runtime};
+
+type RpcResult<T> = ttrpc::Result<T>;
+
+fn rpc_error(code: ttrpc::Code, message: impl Into<String>) -> ttrpc::Error {
+    ttrpc::Error::RpcStatus(ttrpc::get_status(code, message.into()))
+}
+
+/// The runtime, built once per daemon in the background while containerd
+/// prepares the Create call.
+pub type SharedRuntime = Arc<tokio::sync::OnceCell<Arc<Runtime>>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Created,
+    Running,
+    Stopped,
+}
+
+#[derive(Clone)]
+struct Exit {
+    status: u32,
+    at: Timestamp,
+}
+
+struct Container {
+    id: String,
+    bundle: PathBuf,
+    rootfs_mounted: bool,
+    stdio_paths: (String, String, String),
+    phase: Phase,
+    program: Program,
+    /// Taken by Start.
+    prepared: Option<(WasmTask, stdio::Stdio)>,
+    kill: KillSwitch,
+    exit_tx: watch::Sender<Option<Exit>>,
+}
+
+pub struct WasmletTask {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    runtime: SharedRuntime,
+    events: Events,
+    exit: Arc<ExitSignal>,
+    cgroup: Mutex<Option<ContainerCgroup>>,
+    container: Mutex<Option<Container>>,
+    pid: u32,
+}
+
+impl WasmletTask {
+    pub fn new(runtime: SharedRuntime, events: Events, exit: Arc<ExitSignal>, cgroup: Option<ContainerCgroup>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                runtime,
+                events,
+                exit,
+                cgroup: Mutex::new(cgroup),
+                container: Mutex::new(None),
+                pid: std::process::id(),
+            }),
+        }
+    }
+}
+
+impl Shared {
+    fn container(&self) -> std::sync::MutexGuard<'_, Option<Container>> {
+        self.container.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run `f` on the container with id `id`, or NotFound.
+    fn with<T>(&self, id: &str, f: impl FnOnce(&mut Container) -> RpcResult<T>) -> RpcResult<T> {
+        let mut guard = self.container();
+        match guard.as_mut() {
+            Some(c) if c.id == id => f(c),
+            _ => Err(rpc_error(ttrpc::Code::NOT_FOUND, format!("container {id} not found"))),
+        }
+    }
+
+    /// Record the exit (first one wins) and tell containerd.
+    async fn finish(&self, id: &str, status: u32, oom: bool) {
+        let exit = Exit {
+            status,
+            at: containerd_shim::util::timestamp().unwrap_or_default(),
+        };
+        let recorded = {
+            let mut guard = self.container();
+            match guard.as_mut() {
+                Some(c) if c.id == id && c.phase != Phase::Stopped => {
+                    c.phase = Phase::Stopped;
+                    c.exit_tx.send_replace(Some(exit.clone()));
+                    true
+                }
+                _ => false,
+            }
+        };
+        if recorded {
+            if oom {
+                self.events.oom(id).await;
+            }
+            self.events.exited(id, self.pid, exit.status, &exit.at).await;
+        }
+    }
+}
+
+fn no_exec(exec_id: &str) -> RpcResult<()> {
+    if exec_id.is_empty() {
+        Ok(())
+    } else {
+        Err(rpc_error(ttrpc::Code::NOT_FOUND, format!("exec {exec_id} not found: wasmlet does not support exec")))
+    }
+}
+
+async fn mount_rootfs(mounts: &[api::Mount], rootfs: &Path) -> RpcResult<bool> {
+    for mount in mounts {
+        containerd_shim::util::mount_rootfs(mount, rootfs)
+            .await
+            .map_err(|e| rpc_error(ttrpc::Code::INTERNAL, format!("mounting rootfs at {}: {e}", rootfs.display())))?;
+    }
+    Ok(!mounts.is_empty())
+}
+
+fn unmount_rootfs(rootfs: &Path) {
+    if let Err(err) = containerd_shim::mount::umount_recursive(rootfs.to_str(), libc::MNT_DETACH) {
+        tracing::warn!(rootfs = %rootfs.display(), error = %err, "unmounting rootfs");
+    }
+}
+
+#[async_trait]
+impl Task for WasmletTask {
+    async fn create(&self, _ctx: &TtrpcContext, req: api::CreateTaskRequest) -> RpcResult<api::CreateTaskResponse> {
+        let s = &self.shared;
+        if s.container().is_some() {
+            return Err(rpc_error(ttrpc::Code::ALREADY_EXISTS, "this shim already runs a container"));
+        }
+        if req.terminal {
+            return Err(rpc_error(
+                ttrpc::Code::INVALID_ARGUMENT,
+                "wasmlet does not support a terminal (tty) for Wasm containers; run without -t",
+            ));
+        }
+        if !req.checkpoint.is_empty() {
+            return Err(rpc_error(ttrpc::Code::UNIMPLEMENTED, "wasmlet does not support restoring checkpoints"));
+        }
+        let bundle = PathBuf::from(&req.bundle);
+        let rootfs = bundle.join("rootfs");
+        let mounted = mount_rootfs(&req.rootfs, &rootfs).await?;
+        let prepared = async {
+            let spec = oci_spec::runtime::Spec::load(bundle.join("config.json"))
+                .map_err(|e| rpc_error(ttrpc::Code::INVALID_ARGUMENT, format!("reading the bundle's config.json: {e}")))?;
+            let task = wasm_task(&spec, &rootfs).map_err(|e| rpc_error(ttrpc::Code::INVALID_ARGUMENT, e.to_string()))?;
+            let runtime = s
+                .runtime
+                .get()
+                .cloned()
+                .ok_or_else(|| rpc_error(ttrpc::Code::UNAVAILABLE, "the Wasm runtime failed to start (see the shim log)"))?;
+            let wasm = task.wasm.clone();
+            let program = tokio::task::spawn_blocking(move || runtime.load_file(&wasm, false))
+                .await
+                .map_err(|e| rpc_error(ttrpc::Code::INTERNAL, e.to_string()))?
+                .map_err(|e| rpc_error(ttrpc::Code::INVALID_ARGUMENT, e.to_string()))?
+                .0;
+            let (stdin, stdout, stderr) = (req.stdin.clone(), req.stdout.clone(), req.stderr.clone());
+            let stdio = tokio::task::spawn_blocking(move || stdio::open(&stdin, &stdout, &stderr))
+                .await
+                .map_err(|e| rpc_error(ttrpc::Code::INTERNAL, e.to_string()))?
+                .map_err(|e| rpc_error(ttrpc::Code::INTERNAL, format!("opening stdio: {e}")))?;
+            Ok::<_, ttrpc::Error>((task, program, stdio))
+        }
+        .await;
+        let (task, program, stdio) = match prepared {
+            Ok(prepared) => prepared,
+            Err(err) => {
+                if mounted {
+                    unmount_rootfs(&rootfs);
+                }
+                tracing::warn!(id = %req.id, error = ?err, "create failed");
+                return Err(err);
+            }
+        };
+        tracing::info!(id = %req.id, wasm = %task.wasm.display(), digest = %program.digest(), kind = ?program.kind(), "created");
+        *s.container() = Some(Container {
+            id: req.id.clone(),
+            bundle,
+            rootfs_mounted: mounted,
+            stdio_paths: (req.stdin.clone(), req.stdout.clone(), req.stderr.clone()),
+            phase: Phase::Created,
+            program,
+            prepared: Some((task, stdio)),
+            kill: KillSwitch::new(),
+            exit_tx: watch::channel(None).0,
+        });
+        s.events
+            .created(&req.id, &req.bundle, (&req.stdin, &req.stdout, &req.stderr), s.pid)
+            .await;
+        Ok(api::CreateTaskResponse {
+            pid: s.pid,
+            ..Default::default()
+        })
+    }
+
+    async fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> RpcResult<api::StartResponse> {
+        no_exec(&req.exec_id)?;
+        let s = self.shared.clone();
+        let (program, task, stdio, kill) = s.with(&req.id, |c| {
+            if c.phase != Phase::Created {
+                return Err(rpc_error(ttrpc::Code::FAILED_PRECONDITION, format!("container {} was already started", c.id)));
+            }
+            let (task, stdio) = c
+                .prepared
+                .take()
+                .ok_or_else(|| rpc_error(ttrpc::Code::FAILED_PRECONDITION, "container has no prepared process"))?;
+            c.phase = Phase::Running;
+            Ok((c.program.clone(), task, stdio, c.kill.clone()))
+        })?;
+        let runtime = s
+            .runtime
+            .get()
+            .cloned()
+            .ok_or_else(|| rpc_error(ttrpc::Code::UNAVAILABLE, "the Wasm runtime is not ready"))?;
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let id = req.id.clone();
+        // The guest gets a thread of its own so a busy guest never delays the
+        // Task API; it yields to its executor at every epoch tick for kills.
+        let spawned = std::thread::Builder::new().name("wasmlet-guest".into()).spawn(move || {
+            let WasmTask { entry, mut caps, limits, .. } = task;
+            caps.stdin = stdio.stdin;
+            caps.stdout = stdio.stdout;
+            caps.stderr = stdio.stderr;
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+                .and_then(|executor| {
+                    executor
+                        .block_on(runtime.run(&program, &entry, caps, &limits, &kill))
+                        .map_err(|e| e.to_string())
+                });
+            let _ = done_tx.send(result);
+        });
+        if let Err(err) = spawned {
+            s.finish(&req.id, 128 + libc::SIGKILL as u32, false).await;
+            return Err(rpc_error(ttrpc::Code::INTERNAL, format!("starting the guest thread: {err}")));
+        }
+        let waiter = s.clone();
+        tokio::spawn(async move {
+            let (status, oom) = match done_rx.await {
+                Ok(Ok(outcome)) => {
+                    match &outcome.status {
+                        wasmlet_runtime::ExitStatus::Exited(_) => tracing::info!(%id, status = %outcome.status, "guest finished"),
+                        other => tracing::warn!(%id, status = %other, "guest stopped"),
+                    }
+                    (outcome.code() as u32, outcome.status.is_oom())
+                }
+                Ok(Err(message)) => {
+                    tracing::error!(%id, error = %message, "guest could not start");
+                    (1, false)
+                }
+                Err(_) => (128 + libc::SIGKILL as u32, false),
+            };
+            waiter.finish(&id, status, oom).await;
+        });
+        s.events.started(&req.id, s.pid).await;
+        Ok(api::StartResponse {
+            pid: s.pid,
+            ..Default::default()
+        })
+    }
+
+    async fn state(&self, _ctx: &TtrpcContext, req: api::StateRequest) -> RpcResult<api::StateResponse> {
+        no_exec(&req.exec_id)?;
+        let pid = self.shared.pid;
+        self.shared.with(&req.id, |c| {
+            let exit = c.exit_tx.borrow().clone();
+            Ok(api::StateResponse {
+                id: c.id.clone(),
+                bundle: c.bundle.to_string_lossy().into_owned(),
+                pid,
+                status: match c.phase {
+                    Phase::Created => api::Status::CREATED,
+                    Phase::Running => api::Status::RUNNING,
+                    Phase::Stopped => api::Status::STOPPED,
+                }
+                .into(),
+                stdin: c.stdio_paths.0.clone(),
+                stdout: c.stdio_paths.1.clone(),
+                stderr: c.stdio_paths.2.clone(),
+                terminal: false,
+                exit_status: exit.as_ref().map_or(0, |e| e.status),
+                exited_at: exit.map(|e| e.at).into(),
+                ..Default::default()
+            })
+        })
+    }
+
+    async fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> RpcResult<api::WaitResponse> {
+        no_exec(&req.exec_id)?;
+        let mut rx = self.shared.with(&req.id, |c| Ok(c.exit_tx.subscribe()))?;
+        let exit = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| rpc_error(ttrpc::Code::NOT_FOUND, format!("container {} was deleted", req.id)))?
+            .clone()
+            .ok_or_else(|| rpc_error(ttrpc::Code::INTERNAL, "exit vanished"))?;
+        Ok(api::WaitResponse {
+            exit_status: exit.status,
+            exited_at: Some(exit.at).into(),
+            ..Default::default()
+        })
+    }
+
+    async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> RpcResult<api::Empty> {
+        no_exec(&req.exec_id)?;
+        let signal = req.signal as i32;
+        let unstarted = self.shared.with(&req.id, |c| match c.phase {
+            Phase::Stopped => Err(rpc_error(ttrpc::Code::NOT_FOUND, "process already finished")),
+            Phase::Running => {
+                c.kill.kill(signal);
+                Ok(false)
+            }
+            Phase::Created => Ok(true),
+        })?;
+        tracing::info!(id = %req.id, signal, all = req.all, "kill");
+        if unstarted {
+            // Like runc killing a created-but-unstarted init: the task ends now.
+            self.shared.with(&req.id, |c| {
+                c.prepared = None;
+                Ok(())
+            })?;
+            self.shared.finish(&req.id, 128 + signal as u32, false).await;
+        }
+        Ok(api::Empty::new())
+    }
+
+    async fn delete(&self, _ctx: &TtrpcContext, req: api::DeleteRequest) -> RpcResult<api::DeleteResponse> {
+        no_exec(&req.exec_id)?;
+        let s = &self.shared;
+        let container = {
+            let mut guard = s.container();
+            match guard.as_ref() {
+                Some(c) if c.id == req.id && c.phase == Phase::Running => {
+                    return Err(rpc_error(ttrpc::Code::FAILED_PRECONDITION, format!("container {} is running; stop it first", c.id)))
+                }
+                Some(c) if c.id == req.id => guard.take(),
+                _ => None,
+            }
+        }
+        .ok_or_else(|| rpc_error(ttrpc::Code::NOT_FOUND, format!("container {} not found", req.id)))?;
+        if container.rootfs_mounted {
+            unmount_rootfs(&container.bundle.join("rootfs"));
+        }
+        let cgroup = s.cgroup.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(cgroup) = cgroup {
+            cgroup.remove();
+        }
+        let exit = container.exit_tx.borrow().clone().unwrap_or(Exit {
+            status: 0,
+            at: containerd_shim::util::timestamp().unwrap_or_default(),
+        });
+        s.events.deleted(&req.id, s.pid, exit.status, &exit.at).await;
+        tracing::info!(id = %req.id, status = exit.status, "deleted");
+        Ok(api::DeleteResponse {
+            pid: s.pid,
+            exit_status: exit.status,
+            exited_at: Some(exit.at).into(),
+            ..Default::default()
+        })
+    }
+
+    async fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> RpcResult<api::PidsResponse> {
+        let pid = self.shared.pid;
+        self.shared.with(&req.id, |_| {
+            Ok(api::PidsResponse {
+                processes: vec![api::ProcessInfo {
+                    pid,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+        })
+    }
+
+    async fn stats(&self, _ctx: &TtrpcContext, req: api::StatsRequest) -> RpcResult<api::StatsResponse> {
+        self.shared.with(&req.id, |_| Ok(()))?;
+        let guard = self.shared.cgroup.lock().unwrap_or_else(|p| p.into_inner());
+        let cgroup = guard
+            .as_ref()
+            .ok_or_else(|| rpc_error(ttrpc::Code::NOT_FOUND, "container has no cgroup (the spec names none)"))?;
+        let stats = cgroup
+            .metrics()
+            .map_err(|e| rpc_error(ttrpc::Code::INTERNAL, format!("collecting cgroup metrics: {e:#}")))?;
+        Ok(api::StatsResponse {
+            stats: Some(stats).into(),
+            ..Default::default()
+        })
+    }
+
+    async fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> RpcResult<api::Empty> {
+        self.shared.with(&req.id, |_| Ok(()))?;
+        let resources: oci_spec::runtime::LinuxResources = serde_json::from_slice(&req.resources.value)
+            .map_err(|e| rpc_error(ttrpc::Code::INVALID_ARGUMENT, format!("invalid resources: {e}")))?;
+        let guard = self.shared.cgroup.lock().unwrap_or_else(|p| p.into_inner());
+        let cgroup = guard
+            .as_ref()
+            .ok_or_else(|| rpc_error(ttrpc::Code::FAILED_PRECONDITION, "container has no cgroup to update"))?;
+        cgroup
+            .update(&resources)
+            .map_err(|e| rpc_error(ttrpc::Code::INTERNAL, format!("{e:#}")))?;
+        Ok(api::Empty::new())
+    }
+
+    async fn connect(&self, _ctx: &TtrpcContext, req: api::ConnectRequest) -> RpcResult<api::ConnectResponse> {
+        let pid = self.shared.pid;
+        let _ = req;
+        Ok(api::ConnectResponse {
+            shim_pid: pid,
+            task_pid: pid,
+            ..Default::default()
+        })
+    }
+
+    async fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> RpcResult<api::Empty> {
+        if self.shared.container().is_none() {
+            tracing::info!("shutdown");
+            self.shared.exit.signal();
+        }
+        Ok(api::Empty::new())
+    }
+
+    async fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> RpcResult<api::Empty> {
+        // containerd closes its end of the stdin FIFO itself; the guest then sees EOF.
+        self.shared.with(&req.id, |_| Ok(()))?;
+        Ok(api::Empty::new())
+    }
+
+    async fn resize_pty(&self, _ctx: &TtrpcContext, req: api::ResizePtyRequest) -> RpcResult<api::Empty> {
+        self.shared.with(&req.id, |_| Ok(()))?;
+        Ok(api::Empty::new())
+    }
+
+    async fn exec(&self, _ctx: &TtrpcContext, _req: api::ExecProcessRequest) -> RpcResult<api::Empty> {
+        Err(rpc_error(
+            ttrpc::Code::UNIMPLEMENTED,
+            "exec is not supported by wasmlet: a Wasm container has no other processes or shell to exec into",
+        ))
+    }
+
+    async fn checkpoint(&self, _ctx: &TtrpcContext, _req: api::CheckpointTaskRequest) -> RpcResult<api::Empty> {
+        Err(rpc_error(ttrpc::Code::UNIMPLEMENTED, "checkpoint is not supported by wasmlet"))
+    }
+
+    async fn pause(&self, _ctx: &TtrpcContext, _req: api::PauseRequest) -> RpcResult<api::Empty> {
+        Err(rpc_error(ttrpc::Code::UNIMPLEMENTED, "pause is not supported by wasmlet"))
+    }
+
+    async fn resume(&self, _ctx: &TtrpcContext, _req: api::ResumeRequest) -> RpcResult<api::Empty> {
+        Err(rpc_error(ttrpc::Code::UNIMPLEMENTED, "resume is not supported by wasmlet"))
+    }
+}

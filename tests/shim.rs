@@ -1,0 +1,298 @@
+//! `containerd-shim-wasmlet-v1` under a real containerd (Debian's 1.6),
+//! driven with `ctr` exactly as a Linux container with runc would be.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use wasmlet_tests::containerd::{wait_gone, Containerd, RUNTIME};
+use wasmlet_tests::{guest, oci, seen, wat_guest};
+
+/// Container ids must be unique across every containerd on the machine
+/// (shims share /run/containerd/s).
+fn unique_id(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// One image holding every guest at /<name>.wasm (wasip1) and /p2/<name>.wasm.
+fn guests_image(containerd: &Containerd) -> &'static str {
+    const IMAGE: &str = "docker.io/wasmlet/guests:latest";
+    let out = tempfile::tempdir().unwrap();
+    let names = ["hello", "echo", "exit", "files", "spin", "sleep", "cat", "memhog"];
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for name in names {
+        files.push((format!("/{name}.wasm"), std::fs::read(guest(name, false)).unwrap()));
+        files.push((format!("/p2/{name}.wasm"), std::fs::read(guest(name, true)).unwrap()));
+    }
+    files.push(("/loop.wasm".into(), std::fs::read(wat_guest("loop")).unwrap()));
+    files.push(("/data/greeting.txt".into(), b"hello from the image\n".to_vec()));
+    let refs: Vec<(&str, &[u8], u32)> = files.iter().map(|(p, b)| (p.as_str(), b.as_slice(), 0o644)).collect();
+    let archive = oci::image_archive(out.path(), IMAGE, &refs, &["/hello.wasm"]);
+    containerd.import(&archive);
+    IMAGE
+}
+
+fn shim_pids() -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z'));
+        if !zombie && String::from_utf8_lossy(&cmdline).contains("containerd-shim-wasmlet-v1") {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[test]
+fn ctr_run_prints_guest_output_and_returns_its_status() {
+    let c = Containerd::start();
+    let image = guests_image(&c);
+    let s = seen(&c.run_rm(&[], image, &unique_id("hello"), &[]));
+    assert_eq!((s.code, s.stdout.as_str()), (Some(0), "hello from wasmlet\n"), "{s:?}\n{}", c.log());
+    let s = seen(&c.run_rm(&[], image, &unique_id("p2"), &["/p2/hello.wasm"]));
+    assert_eq!((s.code, s.stdout.as_str()), (Some(0), "hello from wasmlet\n"), "{s:?}");
+    for (p2, code) in [(false, 7), (true, 42), (false, 0)] {
+        let wasm = if p2 { "/p2/exit.wasm" } else { "/exit.wasm" };
+        let s = seen(&c.run_rm(&[], image, &unique_id("exit"), &[wasm, &code.to_string()]));
+        assert_eq!(s.code, Some(code), "{s:?}");
+        assert_eq!(s.stdout, format!("exiting with {code}\n"));
+    }
+}
+
+#[test]
+fn args_env_cwd_and_rootfs_reach_the_guest() {
+    let c = Containerd::start();
+    let image = guests_image(&c);
+    let s = seen(&c.run_rm(
+        &["--env", "GREETING=hi", "--cwd", "/data"],
+        image,
+        &unique_id("echo"),
+        &["/p2/echo.wasm", "a b", "c"],
+    ));
+    assert_eq!(s.code, Some(0), "{s:?}");
+    assert!(s.stdout.contains("arg[0]=/p2/echo.wasm\narg[1]=a b\narg[2]=c\n"), "{s:?}");
+    assert!(s.stdout.contains("env GREETING=hi\n"), "{s:?}");
+    assert!(s.stdout.contains("cwd /data"), "{s:?}");
+    let s = seen(&c.run_rm(&["--cwd", "/data"], image, &unique_id("read"), &["/files.wasm", "read", "greeting.txt"]));
+    assert_eq!((s.code, s.stdout.as_str()), (Some(0), "hello from the image\n"), "{s:?}");
+}
+
+#[test]
+fn stdin_and_stdout_carry_bytes_exactly() {
+    let c = Containerd::start();
+    let image = guests_image(&c);
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut child = c
+        .ctr()
+        .args(["run", "--rm", "-i", "--runtime", RUNTIME, image, &unique_id("cat"), "/cat.wasm"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = {
+        let payload = payload.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            stdin.write_all(&payload).unwrap();
+        })
+    };
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout.len(), payload.len());
+    assert!(out.stdout == payload, "stdout differs from stdin");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), format!("cat: {} bytes\n", payload.len()));
+}
+
+#[test]
+fn kill_stops_a_busy_guest_with_128_plus_signal() {
+    let c = Containerd::start();
+    let image = guests_image(&c);
+    for (signal, status) in [("SIGTERM", 143), ("SIGKILL", 137)] {
+        let id = unique_id("spin");
+        let mut child = c
+            .ctr()
+            .args(["run", "--rm", "--runtime", RUNTIME, image, &id, "/spin.wasm"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line, "spinning\n");
+        let tasks = c.ctr_ok(&["tasks", "ls"]);
+        assert!(tasks.lines().any(|l| l.starts_with(&id) && l.contains("RUNNING")), "{tasks}");
+        c.ctr_ok(&["tasks", "kill", "--signal", signal, &id]);
+        let status_seen = child.wait().unwrap();
+        assert_eq!(status_seen.code(), Some(status), "{signal}");
+    }
+}
+
+#[test]
+fn bad_wasm_fails_create_with_a_clear_error_and_leaves_nothing() {
+    let c = Containerd::start();
+    let image = guests_image(&c);
+    let before = shim_pids().len();
+    let s = seen(&c.run_rm(&[], image, &unique_id("missing"), &["/nope.wasm"]));
+    assert_ne!(s.code, Some(0), "{s:?}");
+    assert!(s.stderr.contains("/nope.wasm") && s.stderr.contains("no such file"), "{s:?}");
+    let s = seen(&c.run_rm(&[], image, &unique_id("text"), &["/data/greeting.txt"]));
+    assert_ne!(s.code, Some(0), "{s:?}");
+    assert!(s.stderr.contains("not a WebAssembly file"), "{s:?}");
+    let s = seen(&c.run_rm(&["-t"], image, &unique_id("tty"), &[]));
+    assert_ne!(s.code, Some(0), "{s:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(shim_pids().len(), before, "a failed create must not leave a shim behind");
+    // The next container still runs.
+    let s = seen(&c.run_rm(&[], image, &unique_id("after"), &[]));
+    assert_eq!((s.code, s.stdout.as_str()), (Some(0), "hello from wasmlet\n"), "{s:?}");
+}
+
+fn cgroup_v1(controller: &str, path: &str, file: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/sys/fs/cgroup/{controller}/{}/{file}", path.trim_start_matches('/'))).ok()
+}
+
+#[test]
+fn container_runs_in_its_cgroup_with_limits_and_stats() {
+    let c = Containerd::start();
+    let image = guests_image(&c);
+    let id = unique_id("cg");
+    let cgroup = format!("/wasmlet-test/{id}");
+    let mut child = c
+        .ctr()
+        .args(["run", "--rm", "--runtime", RUNTIME, "--memory-limit", "268435456", "--cpu-shares", "512", "--cgroup", &cgroup, image, &id, "/sleep.wasm"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line, "sleeping\n");
+    assert_eq!(cgroup_v1("memory", &cgroup, "memory.limit_in_bytes").as_deref(), Some("268435456\n"));
+    assert_eq!(cgroup_v1("cpu", &cgroup, "cpu.shares").as_deref(), Some("512\n"));
+    let tasks = c.ctr_ok(&["tasks", "ls"]);
+    let pid: i32 = tasks.lines().find(|l| l.starts_with(&id)).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap();
+    let procs = cgroup_v1("memory", &cgroup, "cgroup.procs").unwrap();
+    assert!(procs.lines().any(|p| p == pid.to_string()), "shim {pid} not in {cgroup}: {procs}");
+    let usage: u64 = cgroup_v1("memory", &cgroup, "memory.usage_in_bytes").unwrap().trim().parse().unwrap();
+    assert!(usage > 0);
+    let metrics = c.ctr_ok(&["tasks", "metrics", &id]);
+    assert!(metrics.contains("memory.usage_in_bytes"), "{metrics}");
+    c.ctr_ok(&["tasks", "kill", "--signal", "SIGKILL", &id]);
+    assert_eq!(child.wait().unwrap().code(), Some(137));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(cgroup_v1("memory", &cgroup, "memory.limit_in_bytes").is_none(), "cgroup {cgroup} left behind");
+}
+
+#[test]
+fn over_limit_guest_exits_oom_and_the_shim_survives() {
+    let c = Containerd::start();
+    let image = guests_image(&c);
+    let s = seen(&c.run_rm(&["--memory-limit", "67108864"], image, &unique_id("oom"), &["/memhog.wasm", "200"]));
+    assert_eq!(s.code, Some(137), "{s:?}");
+    assert!(s.stdout.contains("allocated 40 MiB"), "{s:?}");
+    assert!(!s.stdout.contains("done"), "{s:?}");
+}
+
+#[test]
+fn task_survives_a_containerd_restart() {
+    let mut c = Containerd::start();
+    let image = guests_image(&c);
+    let id = unique_id("survive");
+    c.ctr_ok(&["run", "-d", "--runtime", RUNTIME, image, &id, "/sleep.wasm"]);
+    let tasks = c.ctr_ok(&["tasks", "ls"]);
+    assert!(tasks.lines().any(|l| l.starts_with(&id) && l.contains("RUNNING")), "{tasks}");
+    c.restart();
+    let tasks = c.ctr_ok(&["tasks", "ls"]);
+    assert!(tasks.lines().any(|l| l.starts_with(&id) && l.contains("RUNNING")), "after restart: {tasks}\n{}", c.log());
+    c.ctr_ok(&["tasks", "kill", "--signal", "SIGTERM", &id]);
+    for _ in 0..100 {
+        if c.ctr_ok(&["tasks", "ls"]).lines().any(|l| l.starts_with(&id) && l.contains("STOPPED")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let tasks = c.ctr_ok(&["tasks", "ls"]);
+    assert!(tasks.lines().any(|l| l.starts_with(&id) && l.contains("STOPPED")), "{tasks}");
+    c.ctr_ok(&["tasks", "delete", &id]);
+    c.ctr_ok(&["containers", "delete", &id]);
+}
+
+#[test]
+fn killed_shim_is_cleaned_up_by_delete() {
+    let c = Containerd::start();
+    let image = guests_image(&c);
+    let id = unique_id("crash");
+    let cgroup = format!("/wasmlet-test/{id}");
+    c.ctr_ok(&["run", "-d", "--runtime", RUNTIME, "--cgroup", &cgroup, image, &id, "/sleep.wasm"]);
+    let tasks = c.ctr_ok(&["tasks", "ls"]);
+    let pid: i32 = tasks.lines().find(|l| l.starts_with(&id)).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap();
+    // SAFETY: kill(2) on the shim we just started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_gone(pid);
+    for _ in 0..100 {
+        if c.ctr_ok(&["tasks", "ls"]).lines().any(|l| l.starts_with(&id) && l.contains("STOPPED")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = c.ctr().args(["tasks", "delete", &id]).output();
+    c.ctr_ok(&["containers", "delete", &id]);
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(!mounts.contains(&id), "rootfs of {id} still mounted");
+    assert!(cgroup_v1("memory", &cgroup, "cgroup.procs").is_none(), "cgroup {cgroup} left behind");
+    assert!(!shim_pids().contains(&pid));
+}
+
+#[test]
+fn exec_and_unsupported_calls_name_what_is_unsupported() {
+    let c = Containerd::start();
+    let image = guests_image(&c);
+    let id = unique_id("exec");
+    c.ctr_ok(&["run", "-d", "--runtime", RUNTIME, image, &id, "/sleep.wasm"]);
+    let out = c.ctr().args(["tasks", "exec", "--exec-id", "sh", &id, "/bin/sh"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exec is not supported by wasmlet"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = c.ctr().args(["tasks", "pause", &id]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pause is not supported"), "{}", String::from_utf8_lossy(&out.stderr));
+    // The task is unharmed.
+    let tasks = c.ctr_ok(&["tasks", "ls"]);
+    assert!(tasks.lines().any(|l| l.starts_with(&id) && l.contains("RUNNING")), "{tasks}");
+    let ps = c.ctr_ok(&["tasks", "ps", &id]);
+    assert!(ps.lines().count() >= 2, "{ps}");
+    c.ctr_ok(&["tasks", "kill", "--signal", "SIGKILL", &id]);
+    std::thread::sleep(Duration::from_millis(200));
+    c.ctr_ok(&["tasks", "delete", &id]);
+    c.ctr_ok(&["containers", "delete", &id]);
+}
+
+#[test]
+fn soak_200_runs_leak_nothing() {
+    let c = Containerd::start();
+    let image = guests_image(&c);
+    // Warm up once, then measure.
+    assert_eq!(c.run_rm(&[], image, &unique_id("warm"), &[]).status.code(), Some(0));
+    let containerd_pid: i32 = std::fs::read_to_string(c.dir.join("containerd.pid")).unwrap().trim().parse().unwrap();
+    let fds = || std::fs::read_dir(format!("/proc/{containerd_pid}/fd")).unwrap().count();
+    let mounts = || std::fs::read_to_string("/proc/mounts").unwrap().lines().count();
+    let cgroups = || std::fs::read_dir("/sys/fs/cgroup/memory/wasmlet-test").map(|d| d.count()).unwrap_or(0);
+    let (fds0, mounts0, cgroups0, shims0) = (fds(), mounts(), cgroups(), shim_pids().len());
+    for i in 0..200 {
+        let id = unique_id("soak");
+        let cgroup = format!("/wasmlet-test/{id}");
+        let out = c.run_rm(&["--cgroup", &cgroup], image, &id, &[]);
+        assert_eq!(out.status.code(), Some(0), "run {i}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.stdout, b"hello from wasmlet\n", "run {i}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(fds() <= fds0 + 2, "containerd fds grew {fds0} -> {}", fds());
+    assert_eq!(mounts(), mounts0, "mounts leaked");
+    assert_eq!(cgroups(), cgroups0, "cgroups leaked");
+    assert_eq!(shim_pids().len(), shims0, "shim processes leaked");
+}

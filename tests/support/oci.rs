@@ -1,0 +1,78 @@
+//! Building OCI image archives for tests, from files made here (no registry,
+//! no docker): a single-layer image in an OCI layout, tarred for
+//! `ctr images import`.
+
+use sha2::{Digest as _, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+fn put_blob(layout: &Path, bytes: &[u8]) -> (String, usize) {
+    let digest = sha256(bytes);
+    let dir = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(digest.trim_start_matches("sha256:")), bytes).unwrap();
+    (digest, bytes.len())
+}
+
+/// Write an image archive named `name` (e.g. `docker.io/wasmlet/hello:latest`)
+/// whose rootfs holds `files` (path, bytes, mode), with `entrypoint`, for
+/// linux/amd64. Returns the tar's path inside `out`.
+pub fn image_archive(out: &Path, name: &str, files: &[(&str, &[u8], u32)], entrypoint: &[&str]) -> PathBuf {
+    let work = tempfile::tempdir().unwrap();
+    let rootfs = work.path().join("rootfs");
+    for (path, bytes, mode) in files {
+        let target = rootfs.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(&target, bytes).unwrap();
+        std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(*mode)).unwrap();
+    }
+    std::fs::create_dir_all(&rootfs).unwrap();
+    let layer_path = work.path().join("layer.tar");
+    let status = Command::new("tar")
+        .args(["--owner=0", "--group=0", "--numeric-owner", "--sort=name", "--mtime=@0", "-C"])
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&layer_path)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let layer = std::fs::read(&layer_path).unwrap();
+    let layout = work.path().join("layout");
+    let (layer_digest, layer_size) = put_blob(&layout, &layer);
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Entrypoint": entrypoint, "Env": ["PATH=/"], "WorkingDir": "/"},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    });
+    let (config_digest, config_size) = put_blob(&layout, &serde_json::to_vec(&config).unwrap());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_size}],
+    });
+    let (manifest_digest, manifest_size) = put_blob(&layout, &serde_json::to_vec(&manifest).unwrap());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest,
+            "size": manifest_size,
+            "platform": {"architecture": "amd64", "os": "linux"},
+            "annotations": {"io.containerd.image.name": name, "org.opencontainers.image.ref.name": "latest"},
+        }],
+    });
+    std::fs::write(layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let file_name = name.replace(['/', ':'], "_") + ".tar";
+    let archive = out.join(file_name);
+    let status = Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&archive).arg(".").status().unwrap();
+    assert!(status.success());
+    archive
+}
