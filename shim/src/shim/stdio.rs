@@ -18,11 +18,30 @@ pub fn open(stdin: &str, stdout: &str, stderr: &str) -> std::io::Result<Stdio> {
     Ok(Stdio {
         stdin: match stdin {
             "" => StdinSource::Null,
-            path => StdinSource::File(File::open(path)?),
+            path => StdinSource::File(open_stdin(path)?),
         },
         stdout: open_sink(stdout)?,
         stderr: open_sink(stderr)?,
     })
+}
+
+/// containerd's writer may connect to the stdin FIFO after the guest starts
+/// reading (and `ctr run` without `-i` never connects), so the guest never
+/// reads the FIFO directly, which would see a premature end-of-file. A thread
+/// blocks in `open` until the writer arrives and copies into a pipe that the
+/// guest reads; when containerd closes its end (CloseIO), the guest sees EOF.
+fn open_stdin(path: &str) -> std::io::Result<File> {
+    let (reader, mut writer) = std::io::pipe()?;
+    let path = path.to_owned();
+    std::thread::Builder::new().name("wasmlet-stdin".into()).spawn(move || {
+        match File::open(&path) {
+            Ok(mut fifo) => {
+                let _ = std::io::copy(&mut fifo, &mut writer);
+            }
+            Err(err) => tracing::warn!(%path, error = %err, "opening stdin"),
+        }
+    })?;
+    Ok(File::from(std::os::fd::OwnedFd::from(reader)))
 }
 
 fn open_sink(path: &str) -> std::io::Result<StdoutSink> {

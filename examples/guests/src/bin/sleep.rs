@@ -2,9 +2,14 @@
 use std::io::Write;
 
 fn main() {
-    let ms: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(u64::MAX / 4);
+    let ms: Option<u64> = std::env::args().nth(1).and_then(|a| a.parse().ok());
     println!("sleeping");
     let _ = std::io::stdout().flush();
-    std::thread::sleep(std::time::Duration::from_millis(ms));
+    match ms {
+        Some(ms) => std::thread::sleep(std::time::Duration::from_millis(ms)),
+        None => loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        },
+    }
     println!("awake");
 }
