@@ -153,13 +153,13 @@ mod tests {
     use super::*;
 
     fn spec(json: serde_json::Value) -> Spec {
-        serde_json::from_value(json).unwrap()
+        serde_json::from_value(json).unwrap_or_else(|e| panic!("spec: {e}"))
     }
 
     fn base(extra: serde_json::Value) -> serde_json::Value {
         let mut v = serde_json::json!({
             "ociVersion": "1.0.2",
-            "process": {"args": ["/app.wasm", "x"], "env": ["A=1", "B=two=2"], "cwd": "/"},
+            "process": {"args": ["/app.wasm", "x"], "env": ["A=1", "B=two=2"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
             "root": {"path": "rootfs", "readonly": false},
             "linux": {"namespaces": [{"type": "network"}, {"type": "mount"}]}
         });

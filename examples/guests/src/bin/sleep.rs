@@ -3,7 +3,9 @@ use std::io::Write;
 
 fn main() {
     let ms: Option<u64> = std::env::args().nth(1).and_then(|a| a.parse().ok());
-    println!("sleeping");
+    // Detached (`ctr run -d`), nobody may read stdout: ignore EPIPE, as a
+    // long-running process should.
+    let _ = writeln!(std::io::stdout(), "sleeping");
     let _ = std::io::stdout().flush();
     match ms {
         Some(ms) => std::thread::sleep(std::time::Duration::from_millis(ms)),
@@ -11,5 +13,5 @@ fn main() {
             std::thread::sleep(std::time::Duration::from_secs(3600));
         },
     }
-    println!("awake");
+    let _ = writeln!(std::io::stdout(), "awake");
 }
