@@ -34,13 +34,19 @@ fn guests_image(containerd: &Containerd) -> &'static str {
 }
 
 fn shim_pids() -> Vec<i32> {
+    shim_pids_matching("")
+}
+
+/// Live shim processes whose command line contains `needle` (e.g. `-id X`).
+fn shim_pids_matching(needle: &str) -> Vec<i32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
         let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let zombie = stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z'));
-        if !zombie && String::from_utf8_lossy(&cmdline).contains("containerd-shim-wasmlet-v1") {
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if !zombie && cmdline.contains("containerd-shim-wasmlet-v1") && cmdline.contains(needle) {
             pids.push(pid);
         }
     }
@@ -138,17 +144,20 @@ fn kill_stops_a_busy_guest_with_128_plus_signal() {
 fn bad_wasm_fails_create_with_a_clear_error_and_leaves_nothing() {
     let c = Containerd::start();
     let image = guests_image(&c);
-    let before = shim_pids().len();
-    let s = seen(&c.run_rm(&[], image, &unique_id("missing"), &["/nope.wasm"]));
+    let ids = [unique_id("missing"), unique_id("text"), unique_id("tty")];
+    let s = seen(&c.run_rm(&[], image, &ids[0], &["/nope.wasm"]));
     assert_ne!(s.code, Some(0), "{s:?}");
     assert!(s.stderr.contains("/nope.wasm") && s.stderr.contains("no such file"), "{s:?}");
-    let s = seen(&c.run_rm(&[], image, &unique_id("text"), &["/data/greeting.txt"]));
+    let s = seen(&c.run_rm(&[], image, &ids[1], &["/data/greeting.txt"]));
     assert_ne!(s.code, Some(0), "{s:?}");
     assert!(s.stderr.contains("not a WebAssembly file"), "{s:?}");
-    let s = seen(&c.run_rm(&["-t"], image, &unique_id("tty"), &[]));
+    let s = seen(&c.run_rm(&["-t"], image, &ids[2], &[]));
     assert_ne!(s.code, Some(0), "{s:?}");
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(shim_pids().len(), before, "a failed create must not leave a shim behind");
+    for id in &ids {
+        // Other tests run shims at the same time: look for these ids only.
+        assert_eq!(shim_pids_matching(&format!("-id {id} ")), Vec::<i32>::new(), "a failed create left a shim behind");
+    }
     // The next container still runs.
     let s = seen(&c.run_rm(&[], image, &unique_id("after"), &[]));
     assert_eq!((s.code, s.stdout.as_str()), (Some(0), "hello from wasmlet\n"), "{s:?}");
@@ -280,9 +289,9 @@ fn soak_200_runs_leak_nothing() {
     assert_eq!(c.run_rm(&[], image, &unique_id("warm"), &[]).status.code(), Some(0));
     let containerd_pid: i32 = std::fs::read_to_string(c.dir.join("containerd.pid")).unwrap().trim().parse().unwrap();
     let fds = || std::fs::read_dir(format!("/proc/{containerd_pid}/fd")).unwrap().count();
-    let mounts = || std::fs::read_to_string("/proc/mounts").unwrap().lines().count();
-    let cgroups = || std::fs::read_dir("/sys/fs/cgroup/memory/wasmlet-test").map(|d| d.count()).unwrap_or(0);
-    let (fds0, mounts0, cgroups0, shims0) = (fds(), mounts(), cgroups(), shim_pids().len());
+    // Other tests run beside this one: look only for what the soak made.
+    let tag = format!("soak-{}-", std::process::id());
+    let fds0 = fds();
     for i in 0..200 {
         let id = unique_id("soak");
         let cgroup = format!("/wasmlet-test/{id}");
@@ -292,7 +301,84 @@ fn soak_200_runs_leak_nothing() {
     }
     std::thread::sleep(Duration::from_millis(500));
     assert!(fds() <= fds0 + 2, "containerd fds grew {fds0} -> {}", fds());
-    assert_eq!(mounts(), mounts0, "mounts leaked");
-    assert_eq!(cgroups(), cgroups0, "cgroups leaked");
-    assert_eq!(shim_pids().len(), shims0, "shim processes leaked");
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(!mounts.contains(&tag), "mounts leaked: {mounts}");
+    for controller in ["memory", "cpu", "pids"] {
+        let left: Vec<String> = std::fs::read_dir(format!("/sys/fs/cgroup/{controller}/wasmlet-test"))
+            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(&tag)).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{controller} cgroups leaked: {left:?}");
+    }
+    let soak_shims = shim_pids_matching(&format!("-id soak-{}-", std::process::id()));
+    assert_eq!(soak_shims, Vec::<i32>::new(), "shim processes leaked");
+}
+
+/// A network namespace made by the test, removed on drop.
+struct NetNs(String);
+
+impl NetNs {
+    fn new(name: &str) -> Self {
+        let status = std::process::Command::new("ip").args(["netns", "add", name]).status().unwrap();
+        assert!(status.success(), "ip netns add {name}");
+        let status = std::process::Command::new("ip").args(["-n", name, "link", "set", "lo", "up"]).status().unwrap();
+        assert!(status.success());
+        NetNs(name.to_owned())
+    }
+
+    fn path(&self) -> String {
+        format!("/var/run/netns/{}", self.0)
+    }
+
+    fn curl(&self, url: &str) -> std::process::Output {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &self.0, "curl", "-sS", "--max-time", "20", "-w", "\n%{http_code}", url])
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["netns", "delete", &self.0]).status();
+    }
+}
+
+#[test]
+fn http_function_serves_in_the_pods_network_namespace_and_drains_on_sigterm() {
+    let c = Containerd::start();
+    let out = tempfile::tempdir().unwrap();
+    let echo = std::fs::read(wasmlet_tests::http_guest("echo")).unwrap();
+    let archive = oci::image_archive(out.path(), "docker.io/wasmlet/http-echo:latest", &[("/http.wasm", &echo, 0o644)], &["/http.wasm"]);
+    c.import(&archive);
+    let ns = NetNs::new(&unique_id("wasmlet-http"));
+    let id = unique_id("http");
+    let child = c
+        .ctr()
+        .args(["run", "--rm", "--runtime", RUNTIME, "--env", "PORT=18481", "--with-ns"])
+        .arg(format!("network:{}", ns.path()))
+        .args(["docker.io/wasmlet/http-echo:latest", &id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Start has returned once the task is RUNNING; the listener must be up by then.
+    let mut running = false;
+    for _ in 0..200 {
+        if c.ctr_ok(&["tasks", "ls"]).lines().any(|l| l.starts_with(&id) && l.contains("RUNNING")) {
+            running = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(running, "task never ran: {}", c.log());
+    let first = ns.curl("http://127.0.0.1:18481/log");
+    let text = String::from_utf8_lossy(&first.stdout);
+    assert!(text.starts_with("GET /log\n") && text.ends_with("\n200"), "{text}{}", String::from_utf8_lossy(&first.stderr));
+    // The port is bound only inside the pod's namespace, not on the host.
+    assert!(std::net::TcpStream::connect("127.0.0.1:18481").is_err(), "listening in the host namespace");
+    c.ctr_ok(&["tasks", "kill", "--signal", "SIGTERM", &id]);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("echo: to stdout\n"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("echo: to stderr\n"));
 }

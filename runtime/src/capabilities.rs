@@ -65,6 +65,23 @@ impl Capabilities {
     /// so with `cwd_as_dot_preopen` the cwd is also preopened as `.`, with the
     /// permissions of the preopen that contains it.
     pub(crate) fn into_builder(self, cwd_as_dot_preopen: bool) -> Result<WasiCtxBuilder, RunError> {
+        let mut builder = self.builder_without_stdio(cwd_as_dot_preopen)?;
+        match self.stdin {
+            StdinSource::Null => {}
+            StdinSource::Inherit => {
+                builder.inherit_stdin();
+            }
+            StdinSource::File(file) => {
+                builder.stdin(InputFile::new(file));
+            }
+        }
+        set_output(&mut builder, Stream::Stdout, shared_output(self.stdout));
+        set_output(&mut builder, Stream::Stderr, shared_output(self.stderr));
+        Ok(builder)
+    }
+
+    /// Everything but stdio, from a borrowed set: built once per HTTP request.
+    pub(crate) fn builder_without_stdio(&self, cwd_as_dot_preopen: bool) -> Result<WasiCtxBuilder, RunError> {
         let mut builder = WasiCtxBuilder::new();
         builder.args(&self.args).envs(&self.env);
         if let Some(cwd) = &self.cwd {
@@ -90,33 +107,6 @@ impl Capabilities {
                     source: anyhow::anyhow!("{source:#}"),
                 })?;
         }
-        match self.stdin {
-            StdinSource::Null => {}
-            StdinSource::Inherit => {
-                builder.inherit_stdin();
-            }
-            StdinSource::File(file) => {
-                builder.stdin(InputFile::new(file));
-            }
-        }
-        match self.stdout {
-            StdoutSink::Null => {}
-            StdoutSink::Inherit => {
-                builder.inherit_stdout();
-            }
-            StdoutSink::File(file) => {
-                builder.stdout(OutputFile::new(file));
-            }
-        }
-        match self.stderr {
-            StdoutSink::Null => {}
-            StdoutSink::Inherit => {
-                builder.inherit_stderr();
-            }
-            StdoutSink::File(file) => {
-                builder.stderr(OutputFile::new(file));
-            }
-        }
         if self.network {
             builder
                 .inherit_network()
@@ -127,6 +117,47 @@ impl Capabilities {
             builder.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
         }
         Ok(builder)
+    }
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// An output stream that many WASI contexts can share (one per HTTP request).
+#[derive(Clone, Default)]
+pub(crate) enum SharedOutput {
+    #[default]
+    Null,
+    Inherit,
+    File(OutputFile),
+}
+
+pub(crate) fn shared_output(sink: StdoutSink) -> SharedOutput {
+    match sink {
+        StdoutSink::Null => SharedOutput::Null,
+        StdoutSink::Inherit => SharedOutput::Inherit,
+        StdoutSink::File(file) => SharedOutput::File(OutputFile::new(file)),
+    }
+}
+
+pub(crate) fn set_output(builder: &mut WasiCtxBuilder, stream: Stream, output: SharedOutput) {
+    match (output, stream) {
+        (SharedOutput::Null, _) => {}
+        (SharedOutput::Inherit, Stream::Stdout) => {
+            builder.inherit_stdout();
+        }
+        (SharedOutput::Inherit, Stream::Stderr) => {
+            builder.inherit_stderr();
+        }
+        (SharedOutput::File(file), Stream::Stdout) => {
+            builder.stdout(file);
+        }
+        (SharedOutput::File(file), Stream::Stderr) => {
+            builder.stderr(file);
+        }
     }
 }
 

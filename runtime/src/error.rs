@@ -57,6 +57,8 @@ pub enum RunError {
     UninvokableExport { name: String, why: String },
     #[error("{0} is not a command: it exports neither `_start` nor `wasi:cli/run` (use an explicit export to invoke)")]
     NotACommand(String),
+    #[error("{0} is not an HTTP function: it does not export `wasi:http/incoming-handler`, so it cannot be served")]
+    NotAnHttpFunction(String),
     #[error("preopen {host} (as {guest}): {source}")]
     Preopen {
         host: PathBuf,

@@ -6,8 +6,9 @@ use wasmtime::Engine;
 
 /// A handle that stops a run from another thread or task. Cloning shares it.
 ///
-/// The first signal wins; later ones are ignored (as a process can only die
-/// once). A signal sent before the run starts stops it before the guest runs.
+/// The first signal wins, except that SIGKILL overrides an earlier, gentler
+/// signal (a server draining after SIGTERM can still be killed); others are
+/// ignored. A signal sent before the run starts stops it before the guest runs.
 ///
 /// A kill also advances the engine's epoch at once, so a guest busy in Wasm
 /// traps at its next loop back-edge or call, without waiting for the ticker
@@ -46,7 +47,8 @@ impl KillSwitch {
     /// Deliver `signal` (e.g. `libc::SIGKILL`, `libc::SIGTERM`).
     pub fn kill(&self, signal: i32) {
         let first = self.tx.send_if_modified(|current| {
-            if current.is_none() {
+            let escalate = signal == libc::SIGKILL && current.is_some_and(|s| s != libc::SIGKILL);
+            if current.is_none() || escalate {
                 *current = Some(signal);
                 true
             } else {
@@ -61,6 +63,14 @@ impl KillSwitch {
     /// The signal delivered so far, if any.
     pub fn signal(&self) -> Option<i32> {
         *self.tx.borrow()
+    }
+
+    /// Resolves once SIGKILL has been delivered.
+    pub async fn killed_hard(&self) {
+        let mut rx = self.tx.subscribe();
+        if rx.wait_for(|s| *s == Some(libc::SIGKILL)).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Resolves once a signal has been delivered.

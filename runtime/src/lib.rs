@@ -5,7 +5,7 @@
 //! epoch interruption, async, component model), the on-disk compile cache
 //! shared by every process on the node, the translation of capabilities into
 //! a WASI context, per-run limits (memory, deadline, kill) and exit statuses,
-//! and (in [`http`]) serving `wasi:http/proxy` components.
+//! and (in `serve`) serving `wasi:http/proxy` components.
 //!
 //! Must not touch: containerd, OCI bundles, registries, cgroups or signals of
 //! the host process. Callers (the shim, the CLI) translate those into
@@ -18,6 +18,7 @@ mod digest;
 mod engine;
 mod error;
 mod exit;
+mod serve;
 mod kill;
 mod limits;
 mod program;
@@ -31,6 +32,7 @@ pub use digest::Digest;
 pub use engine::AllocationStrategy;
 pub use error::{CacheError, LoadError, RunError};
 pub use exit::{ExitStatus, Outcome};
+pub use serve::{HttpServer, ServeConfig, ServeStats};
 pub use kill::KillSwitch;
 pub use limits::Limits;
 pub use program::{Program, ProgramKind, WasmFormat};

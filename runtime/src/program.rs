@@ -5,7 +5,9 @@ use crate::run::{ComponentState, ModuleState};
 use std::sync::{Arc, OnceLock};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
+use crate::serve::HttpState;
 use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// The encoding of some bytes, detected from their first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +77,7 @@ struct Inner {
     compiled: Compiled,
     module_pre: OnceLock<wasmtime::InstancePre<ModuleState>>,
     command_pre: OnceLock<CommandPre<ComponentState>>,
+    proxy_pre: OnceLock<ProxyPre<HttpState>>,
 }
 
 impl Program {
@@ -90,6 +93,7 @@ impl Program {
                 compiled,
                 module_pre: OnceLock::new(),
                 command_pre: OnceLock::new(),
+                proxy_pre: OnceLock::new(),
             }),
         }
     }
@@ -137,6 +141,20 @@ impl Program {
         }
         let pre = CommandPre::new(linker.instantiate_pre(component)?)?;
         Ok(self.inner.command_pre.get_or_init(|| pre).clone())
+    }
+}
+
+impl Program {
+    pub(crate) fn proxy_pre(
+        &self,
+        linker: &wasmtime::component::Linker<HttpState>,
+        component: &Component,
+    ) -> wasmtime::Result<ProxyPre<HttpState>> {
+        if let Some(pre) = self.inner.proxy_pre.get() {
+            return Ok(pre.clone());
+        }
+        let pre = ProxyPre::new(linker.instantiate_pre(component)?)?;
+        Ok(self.inner.proxy_pre.get_or_init(|| pre).clone())
     }
 }
 

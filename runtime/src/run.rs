@@ -62,11 +62,13 @@ pub struct Runtime {
     module_linker: wasmtime::Linker<ModuleState>,
     component_linker: wasmtime::component::Linker<ComponentState>,
     programs: Mutex<HashMap<Digest, Program>>,
+    /// Built on first use: only servers of HTTP functions need it.
+    http_linker: std::sync::OnceLock<wasmtime::component::Linker<crate::serve::HttpState>>,
 }
 
 /// The trap the epoch callback raises to stop a guest for a kill or deadline.
 #[derive(Debug)]
-struct Interrupted;
+pub(crate) struct Interrupted;
 
 impl std::fmt::Display for Interrupted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -103,6 +105,7 @@ impl Runtime {
             module_linker,
             component_linker,
             programs: Mutex::new(HashMap::new()),
+            http_linker: std::sync::OnceLock::new(),
         })
     }
 
@@ -229,6 +232,22 @@ impl Runtime {
         self.programs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Link `program` against the WASI it imports (cached per program), so
+    /// an unknown import is reported before anything runs.
+    pub fn link(&self, program: &Program) -> Result<(), RunError> {
+        let unknown = |e: wasmtime::Error| RunError::UnknownImport(link_error_message(&e));
+        match (program.compiled(), program.kind()) {
+            (Compiled::Module(module), _) => program.module_pre(&self.module_linker, module).map(drop).map_err(unknown),
+            (Compiled::Component(component), ProgramKind::Command) => {
+                program.command_pre(&self.component_linker, component).map(drop).map_err(unknown)
+            }
+            (Compiled::Component(component), ProgramKind::HttpProxy) => {
+                program.proxy_pre(self.http_linker()?, component).map(drop).map_err(unknown)
+            }
+            (Compiled::Component(_), _) => Err(RunError::NotACommand(format!("component {}", program.digest()))),
+        }
+    }
+
     /// Run `program` with exactly `caps`, under `limits`, until it ends or
     /// `kill` fires. `Err` means the guest never started (bad link, missing
     /// export, unusable preopen); everything after that is an [`Outcome`].
@@ -252,7 +271,7 @@ impl Runtime {
                 self.run_command(program, component, caps, limits, kill).await
             }
             (Compiled::Component(_), ProgramKind::HttpProxy) => Err(RunError::NotACommand(format!(
-                "component {} is a `wasi:http/proxy` (serve it instead of running it)",
+                "component {} (a `wasi:http/proxy` function: serve it with `wasmlet serve`)",
                 program.digest()
             ))),
             (Compiled::Component(_), _) => Err(RunError::NotACommand(format!("component {}", program.digest()))),
@@ -345,7 +364,26 @@ impl Runtime {
         classify(end, store.data().limiter.refusal())
     }
 
-    fn new_store<T: 'static>(&self, data: T, limits: &Limits, kill: &KillSwitch) -> Store<T> {
+    /// The linker for `wasi:http/proxy` components.
+    pub(crate) fn http_linker(&self) -> Result<&wasmtime::component::Linker<crate::serve::HttpState>, RunError> {
+        if let Some(linker) = self.http_linker.get() {
+            return Ok(linker);
+        }
+        let mut linker = wasmtime::component::Linker::new(&self.engine);
+        // All of WASI 0.2 (Rust's std imports `wasi:cli/environment` and
+        // friends even in a proxy), then `wasi:http`, as `wasmtime serve` does.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+            .map_err(|e| RunError::Instantiate(format!("building the wasi:http linker: {e:#}")))?;
+        Ok(self.http_linker.get_or_init(|| linker))
+    }
+
+    /// Keeps the epoch ticker running while alive (a guest runs).
+    pub(crate) fn ticker_running(&self) -> crate::ticker::Running {
+        self.ticker.running()
+    }
+
+    pub(crate) fn new_store<T: 'static>(&self, data: T, limits: &Limits, kill: &KillSwitch) -> Store<T> {
         let mut store = Store::new(&self.engine, data);
         // At every epoch tick a running guest checks for a kill or a passed
         // deadline (and traps with `Interrupted`), else yields to its executor

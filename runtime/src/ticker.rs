@@ -2,16 +2,23 @@
 //!
 //! Guests yield at every epoch tick (see `run.rs`), which is what lets a kill
 //! or a deadline stop even a tight loop. With no guest running the thread
-//! sleeps on a condition variable, so an idle shim costs no wake-ups.
+//! sleeps on a condition variable, so an idle shim costs no wake-ups. It
+//! lingers for [`LINGER`] after the last guest ends, so back-to-back short
+//! runs (HTTP requests) pay no thread wake-up each.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use wasmtime::Engine;
 
+/// How long the ticker keeps ticking after the last guest ended.
+const LINGER: Duration = Duration::from_secs(1);
+
 #[derive(Default)]
 struct State {
     running: usize,
     shutdown: bool,
+    /// The thread sleeps on the condvar (a notify is needed to wake it).
+    parked: bool,
 }
 
 #[derive(Default)]
@@ -25,7 +32,7 @@ pub(crate) struct EpochTicker {
 }
 
 /// Keeps the ticker running while alive.
-pub(crate) struct Running {
+pub struct Running {
     shared: Arc<Shared>,
 }
 
@@ -42,7 +49,8 @@ impl EpochTicker {
     pub(crate) fn running(&self) -> Running {
         let mut state = lock(&self.shared.state);
         state.running += 1;
-        if state.running == 1 {
+        if state.parked {
+            state.parked = false;
             self.shared.wake.notify_one();
         }
         Running {
@@ -53,7 +61,9 @@ impl EpochTicker {
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
-        lock(&self.shared.state).shutdown = true;
+        let mut state = lock(&self.shared.state);
+        state.shutdown = true;
+        state.parked = false;
         self.shared.wake.notify_one();
     }
 }
@@ -71,14 +81,22 @@ fn lock(mutex: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 }
 
 fn tick_loop(shared: &Shared, engine: &Engine, period: Duration) {
+    let mut idle_since: Option<std::time::Instant> = None;
     loop {
         {
             let mut state = lock(&shared.state);
-            while state.running == 0 && !state.shutdown {
-                state = shared
-                    .wake
-                    .wait(state)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if state.running > 0 {
+                idle_since = None;
+            } else if idle_since.get_or_insert_with(std::time::Instant::now).elapsed() >= LINGER {
+                idle_since = None;
+                while state.running == 0 && !state.shutdown {
+                    state.parked = true;
+                    state = shared
+                        .wake
+                        .wait(state)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                }
+                state.parked = false;
             }
             if state.shutdown {
                 return;

@@ -11,3 +11,4 @@
 pub mod cli;
 pub mod logging;
 pub mod shim;
+pub mod units;

@@ -49,6 +49,84 @@ pub fn guest(name: &str, p2: bool) -> PathBuf {
     path
 }
 
+/// An HTTP function from examples/http (`hello`, `echo`): a wasm32-wasip2
+/// component exporting `wasi:http/incoming-handler`.
+pub fn http_guest(name: &str) -> PathBuf {
+    let path = repo_root()
+        .join("target/guests/wasm32-wasip2/release")
+        .join(format!("http_{name}.wasm"));
+    if !path.exists() {
+        guest("hello", false);
+        let status = Command::new(repo_root().join("scripts/build-guests"))
+            .status()
+            .expect("run scripts/build-guests");
+        assert!(status.success(), "scripts/build-guests failed");
+    }
+    assert!(path.exists(), "HTTP guest {} was not built", path.display());
+    path
+}
+
+/// A minimal HTTP/1.1 exchange over one connection: status, headers
+/// (lower-cased names) and body of the response.
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Send `method path` with `body` to `addr` (`Connection: close`) and read the
+/// whole response. Handles `Content-Length` and chunked bodies.
+pub fn http_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<HttpResponse> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw).ok_or_else(|| std::io::Error::other(format!("malformed response: {:?}", String::from_utf8_lossy(&raw))))
+}
+
+fn parse_response(raw: &[u8]) -> Option<HttpResponse> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let rest = &raw[split + 4..];
+    let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked { dechunk(rest)? } else { rest.to_vec() };
+    Some(HttpResponse { status, headers, body })
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size = usize::from_str_radix(std::str::from_utf8(&data[..line_end]).ok()?.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(body);
+        }
+        body.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
 /// A WAT guest from examples/guests/wat, compiled with the `wat` crate.
 pub fn wat_guest(name: &str) -> PathBuf {
     let source = repo_root().join("examples/guests/wat").join(format!("{name}.wat"));

@@ -6,7 +6,8 @@
 
 mod compile;
 mod run;
-mod units;
+mod serve;
+
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ struct Cli {
 enum Command {
     Run(run::RunArgs),
     Compile(compile::CompileArgs),
+    Serve(serve::ServeArgs),
 }
 
 /// Parse the command line, run the command, return the process exit status.
@@ -41,7 +43,7 @@ pub fn main() -> i32 {
         config.cache_dir = dir;
     }
     let runtime = match Runtime::new(config) {
-        Ok(runtime) => runtime,
+        Ok(runtime) => std::sync::Arc::new(runtime),
         Err(err) => {
             eprintln!("wasmlet: {err:#}");
             return LOAD_ERROR_STATUS;
@@ -50,5 +52,6 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Run(args) => run::run(&runtime, args),
         Command::Compile(args) => compile::compile(&runtime, args),
+        Command::Serve(args) => serve::serve(runtime, args),
     }
 }

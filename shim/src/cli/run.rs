@@ -1,6 +1,6 @@
 //! `wasmlet run`: run a Wasm program with explicit capabilities.
 
-use super::units::{parse_duration, parse_size};
+use crate::units::{parse_duration, parse_size};
 use super::LOAD_ERROR_STATUS;
 use clap::Args;
 use std::path::PathBuf;
@@ -10,30 +10,17 @@ use wasmlet_runtime::{Capabilities, Entry, KillSwitch, Limits, Preopen, Runtime,
 /// Run a module or command component; exit with the guest's status.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Set NAME=VAL in the guest's environment (NAME alone copies the host's value)
-    #[arg(long = "env", value_name = "NAME[=VAL]")]
-    env: Vec<String>,
-    /// Preopen HOST read-write, as GUEST (default: the same path)
-    #[arg(long = "dir", value_name = "HOST[::GUEST]")]
-    dirs: Vec<String>,
-    /// Preopen HOST read-only, as GUEST (default: the same path)
-    #[arg(long = "ro-dir", value_name = "HOST[::GUEST]")]
-    ro_dirs: Vec<String>,
+    #[command(flatten)]
+    grants: GrantArgs,
     /// Cap on linear memory, summed over the guest's memories (e.g. 64Mi)
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     memory: Option<u64>,
     /// Wall-clock limit (e.g. 5s, 250ms); on expiry the guest is stopped with status 137
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     timeout: Option<Duration>,
-    /// Grant network access (TCP, UDP, name lookup); denied by default
-    #[arg(long)]
-    net: bool,
     /// Call this export (no parameters) instead of `_start`; results are printed
     #[arg(long, value_name = "EXPORT")]
     invoke: Option<String>,
-    /// Guest working directory (a guest path inside a preopen)
-    #[arg(long, value_name = "GUEST_PATH")]
-    cwd: Option<String>,
     /// Accept a precompiled .cwasm (only load artifacts you produced)
     #[arg(long)]
     allow_precompiled: bool,
@@ -45,7 +32,9 @@ pub struct RunArgs {
 }
 
 pub fn run(runtime: &Runtime, args: RunArgs) -> i32 {
-    let caps = match capabilities(&args) {
+    let name = args.file.to_string_lossy().into_owned();
+    let argv = std::iter::once(name).chain(args.args.iter().cloned()).collect();
+    let caps = match args.grants.capabilities(argv) {
         Ok(caps) => caps,
         Err(msg) => {
             eprintln!("wasmlet: {msg}");
@@ -94,8 +83,9 @@ pub fn run(runtime: &Runtime, args: RunArgs) -> i32 {
     }
 }
 
-/// SIGINT/SIGTERM/SIGHUP to wasmlet stop the guest with that signal's status.
-fn forward_signals(kill: KillSwitch) {
+/// SIGINT/SIGTERM/SIGHUP to wasmlet stop the guest with that signal's status
+/// (a server drains first); a second one stops it as SIGKILL.
+pub(crate) fn forward_signals(kill: KillSwitch) {
     use tokio::signal::unix::{signal, SignalKind};
     for (kind, number) in [
         (SignalKind::interrupt(), libc::SIGINT),
@@ -105,56 +95,80 @@ fn forward_signals(kill: KillSwitch) {
         let kill = kill.clone();
         if let Ok(mut stream) = signal(kind) {
             tokio::spawn(async move {
-                if stream.recv().await.is_some() {
-                    kill.kill(number);
+                // A second signal (Ctrl-C twice) stops at once, as SIGKILL.
+                while stream.recv().await.is_some() {
+                    let signal = if kill.signal().is_some() { libc::SIGKILL } else { number };
+                    kill.kill(signal);
                 }
             });
         }
     }
 }
 
-fn capabilities(args: &RunArgs) -> Result<Capabilities, String> {
-    let mut preopens = Vec::new();
-    for (spec, read_only) in args
-        .dirs
-        .iter()
-        .map(|d| (d, false))
-        .chain(args.ro_dirs.iter().map(|d| (d, true)))
-    {
-        let (host, guest) = match spec.split_once("::") {
-            Some((host, guest)) => (host, guest),
-            None => (spec.as_str(), spec.as_str()),
-        };
-        if host.is_empty() || guest.is_empty() {
-            return Err(format!("invalid directory `{spec}`: expected HOST[::GUEST]"));
+/// What a guest is granted: environment, directories, working directory, network.
+#[derive(Args, Debug)]
+pub struct GrantArgs {
+    /// Set NAME=VAL in the guest's environment (NAME alone copies the host's value)
+    #[arg(long = "env", value_name = "NAME[=VAL]")]
+    env: Vec<String>,
+    /// Preopen HOST read-write, as GUEST (default: the same path)
+    #[arg(long = "dir", value_name = "HOST[::GUEST]")]
+    dirs: Vec<String>,
+    /// Preopen HOST read-only, as GUEST (default: the same path)
+    #[arg(long = "ro-dir", value_name = "HOST[::GUEST]")]
+    ro_dirs: Vec<String>,
+    /// Guest working directory (a guest path inside a preopen)
+    #[arg(long, value_name = "GUEST_PATH")]
+    cwd: Option<String>,
+    /// Grant network access (TCP, UDP, name lookup, outgoing HTTP); denied by default
+    #[arg(long)]
+    net: bool,
+}
+
+impl GrantArgs {
+    /// The capabilities these flags grant, with `args` as argv and the host's stdio.
+    pub fn capabilities(&self, args: Vec<String>) -> Result<Capabilities, String> {
+        let mut preopens = Vec::new();
+        for (spec, read_only) in self
+            .dirs
+            .iter()
+            .map(|d| (d, false))
+            .chain(self.ro_dirs.iter().map(|d| (d, true)))
+        {
+            let (host, guest) = match spec.split_once("::") {
+                Some((host, guest)) => (host, guest),
+                None => (spec.as_str(), spec.as_str()),
+            };
+            if host.is_empty() || guest.is_empty() {
+                return Err(format!("invalid directory `{spec}`: expected HOST[::GUEST]"));
+            }
+            preopens.push(Preopen {
+                host: host.into(),
+                guest: guest.into(),
+                read_only,
+            });
         }
-        preopens.push(Preopen {
-            host: host.into(),
-            guest: guest.into(),
-            read_only,
-        });
-    }
-    let mut env = Vec::new();
-    for spec in &args.env {
-        match spec.split_once('=') {
-            Some((name, value)) if !name.is_empty() => env.push((name.to_owned(), value.to_owned())),
-            Some(_) => return Err(format!("invalid --env `{spec}`: empty name")),
-            None => {
-                if let Ok(value) = std::env::var(spec) {
-                    env.push((spec.clone(), value));
+        let mut env = Vec::new();
+        for spec in &self.env {
+            match spec.split_once('=') {
+                Some((name, value)) if !name.is_empty() => env.push((name.to_owned(), value.to_owned())),
+                Some(_) => return Err(format!("invalid --env `{spec}`: empty name")),
+                None => {
+                    if let Ok(value) = std::env::var(spec) {
+                        env.push((spec.clone(), value));
+                    }
                 }
             }
         }
+        Ok(Capabilities {
+            args,
+            env,
+            cwd: self.cwd.clone(),
+            preopens,
+            stdin: StdinSource::Inherit,
+            stdout: StdoutSink::Inherit,
+            stderr: StdoutSink::Inherit,
+            network: self.net,
+        })
     }
-    let name = args.file.to_string_lossy().into_owned();
-    Ok(Capabilities {
-        args: std::iter::once(name).chain(args.args.iter().cloned()).collect(),
-        env,
-        cwd: args.cwd.clone(),
-        preopens,
-        stdin: StdinSource::Inherit,
-        stdout: StdoutSink::Inherit,
-        stderr: StdoutSink::Inherit,
-        network: args.net,
-    })
 }

@@ -18,6 +18,7 @@ mod bootstrap;
 mod cgroup;
 mod daemon;
 mod events;
+mod netns;
 mod spec;
 mod stdio;
 mod task;

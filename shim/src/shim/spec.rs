@@ -8,6 +8,12 @@
 //!   Nothing else is granted: no proc, sys, dev, tmpfs or file bind mounts.
 //! - Network: only with the annotation `wasmlet.io/network=allow`, or when
 //!   the spec has no network namespace (a host-network pod).
+//! - HTTP functions (`wasi:http/proxy` components) listen on `$PORT` from the
+//!   container env (default 8080), on all addresses of the pod's network
+//!   namespace unless `wasmlet.io/http-listen` names an address (`127.0.0.1`
+//!   or `127.0.0.1:9000`). `wasmlet.io/http-timeout` (e.g. `10s`, default
+//!   30s), `wasmlet.io/http-max-in-flight` and `wasmlet.io/http-max-body`
+//!   (e.g. `8Mi`) bound each request.
 //! - Memory: a `linux.resources.memory.limit` caps the guest's linear
 //!   memory at the limit minus [`SHIM_MEMORY_RESERVE`], so the guest hits
 //!   its limit (a clean OOM exit) before the kernel would kill the shim.
@@ -18,6 +24,13 @@ use wasmlet_runtime::{Capabilities, Entry, Limits, Preopen};
 
 /// Annotation that grants the guest network access.
 pub const NETWORK_ANNOTATION: &str = "wasmlet.io/network";
+/// Annotations configuring an HTTP function (see the module docs).
+pub const HTTP_LISTEN_ANNOTATION: &str = "wasmlet.io/http-listen";
+pub const HTTP_TIMEOUT_ANNOTATION: &str = "wasmlet.io/http-timeout";
+pub const HTTP_MAX_IN_FLIGHT_ANNOTATION: &str = "wasmlet.io/http-max-in-flight";
+pub const HTTP_MAX_BODY_ANNOTATION: &str = "wasmlet.io/http-max-body";
+/// Knative's contract: the port comes from `$PORT`, else 8080.
+pub const DEFAULT_HTTP_PORT: u16 = 8080;
 /// Memory of the container's cgroup kept for the shim itself.
 pub const SHIM_MEMORY_RESERVE: u64 = 8 << 20;
 
@@ -33,6 +46,21 @@ pub enum SpecError {
     BadEnv(String),
     #[error("the OCI spec has no root")]
     NoRoot,
+    #[error("annotation {name}=`{value}`: {why}")]
+    BadAnnotation { name: &'static str, value: String, why: String },
+    #[error("PORT=`{0}` is not a TCP port number")]
+    BadPort(String),
+}
+
+/// Where and how an HTTP function serves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpSettings {
+    pub listen: std::net::SocketAddr,
+    /// The pod's network namespace (`None`: the shim's own, i.e. host network).
+    pub netns: Option<PathBuf>,
+    /// The spec asks for a new, empty network namespace.
+    pub new_netns: bool,
+    pub serve: wasmlet_runtime::ServeConfig,
 }
 
 /// What the bundle says to run, and with which capabilities.
@@ -44,6 +72,8 @@ pub struct WasmTask {
     /// Capabilities without stdio (the shim wires containerd's FIFOs).
     pub caps: Capabilities,
     pub limits: Limits,
+    /// Used only if the Wasm turns out to be an HTTP function.
+    pub http: HttpSettings,
 }
 
 /// Translate `spec` for a bundle whose rootfs is mounted at `rootfs`.
@@ -112,7 +142,10 @@ pub fn wasm_task(spec: &Spec, rootfs: &Path) -> Result<WasmTask, SpecError> {
         .filter(|limit| *limit > 0)
         .map(|limit| guest_memory_limit(limit as u64));
 
+    let http = http_settings(spec, &env)?;
+
     Ok(WasmTask {
+        http,
         wasm,
         entry,
         caps: Capabilities {
@@ -124,6 +157,56 @@ pub fn wasm_task(spec: &Spec, rootfs: &Path) -> Result<WasmTask, SpecError> {
             ..Default::default()
         },
         limits: Limits { memory, deadline: None },
+    })
+}
+
+fn annotation<'a>(spec: &'a Spec, name: &str) -> Option<&'a str> {
+    spec.annotations().as_ref()?.get(name).map(String::as_str)
+}
+
+fn http_settings(spec: &Spec, env: &[(String, String)]) -> Result<HttpSettings, SpecError> {
+    let bad = |name: &'static str, value: &str, why: String| SpecError::BadAnnotation {
+        name,
+        value: value.to_owned(),
+        why,
+    };
+    let port = match env.iter().rev().find(|(name, _)| name == "PORT") {
+        Some((_, value)) => value.parse::<u16>().map_err(|_| SpecError::BadPort(value.clone()))?,
+        None => DEFAULT_HTTP_PORT,
+    };
+    let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], port));
+    let listen = match annotation(spec, HTTP_LISTEN_ANNOTATION) {
+        None => unspecified,
+        Some(value) => match (value.parse::<std::net::SocketAddr>(), value.parse::<std::net::IpAddr>()) {
+            (Ok(addr), _) => addr,
+            (_, Ok(ip)) => std::net::SocketAddr::new(ip, port),
+            _ => return Err(bad(HTTP_LISTEN_ANNOTATION, value, "expected an IP address, optionally with :PORT".into())),
+        },
+    };
+    let mut serve = wasmlet_runtime::ServeConfig::default();
+    if let Some(value) = annotation(spec, HTTP_TIMEOUT_ANNOTATION) {
+        serve.request_timeout = crate::units::parse_duration(value).map_err(|e| bad(HTTP_TIMEOUT_ANNOTATION, value, e))?;
+    }
+    if let Some(value) = annotation(spec, HTTP_MAX_IN_FLIGHT_ANNOTATION) {
+        serve.max_in_flight = value
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| bad(HTTP_MAX_IN_FLIGHT_ANNOTATION, value, "expected a positive number".into()))?;
+    }
+    if let Some(value) = annotation(spec, HTTP_MAX_BODY_ANNOTATION) {
+        serve.max_body_bytes = crate::units::parse_size(value).map_err(|e| bad(HTTP_MAX_BODY_ANNOTATION, value, e))?;
+    }
+    let network_ns = spec
+        .linux()
+        .as_ref()
+        .and_then(|linux| linux.namespaces().as_ref())
+        .and_then(|namespaces| namespaces.iter().find(|ns| ns.typ() == LinuxNamespaceType::Network));
+    Ok(HttpSettings {
+        listen,
+        netns: network_ns.and_then(|ns| ns.path().clone()),
+        new_netns: network_ns.is_some_and(|ns| ns.path().is_none()),
+        serve,
     })
 }
 
@@ -211,6 +294,37 @@ mod tests {
         let mut host_net = base(serde_json::json!({}));
         host_net["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}]);
         assert!(wasm_task(&spec(host_net), rootfs.path()).unwrap().caps.network);
+    }
+
+    #[test]
+    fn http_settings_from_port_annotations_and_netns() {
+        let rootfs = tempfile::tempdir().unwrap();
+        std::fs::write(rootfs.path().join("app.wasm"), b"\0asm").unwrap();
+        let task = wasm_task(&spec(base(serde_json::json!({}))), rootfs.path()).unwrap();
+        assert_eq!(task.http.listen, "0.0.0.0:8080".parse().unwrap());
+        assert!(task.http.new_netns);
+        assert_eq!(task.http.netns, None);
+
+        let mut v = base(serde_json::json!({"annotations": {
+            "wasmlet.io/http-listen": "127.0.0.1",
+            "wasmlet.io/http-timeout": "2s",
+            "wasmlet.io/http-max-in-flight": "3",
+            "wasmlet.io/http-max-body": "1Ki"
+        }}));
+        v["process"]["env"] = serde_json::json!(["PORT=9000"]);
+        v["linux"]["namespaces"] = serde_json::json!([{"type": "network", "path": "/var/run/netns/pod"}]);
+        let http = wasm_task(&spec(v), rootfs.path()).unwrap().http;
+        assert_eq!(http.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(http.netns.as_deref(), Some(Path::new("/var/run/netns/pod")));
+        assert!(!http.new_netns);
+        assert_eq!(http.serve.request_timeout, std::time::Duration::from_secs(2));
+        assert_eq!((http.serve.max_in_flight, http.serve.max_body_bytes), (3, 1024));
+
+        let mut v = base(serde_json::json!({"annotations": {"wasmlet.io/http-listen": "nowhere"}}));
+        v["process"]["env"] = serde_json::json!(["PORT=x"]);
+        assert_eq!(wasm_task(&spec(v), rootfs.path()).unwrap_err(), SpecError::BadPort("x".into()));
+        let v = base(serde_json::json!({"annotations": {"wasmlet.io/http-listen": "nowhere"}}));
+        assert!(matches!(wasm_task(&spec(v), rootfs.path()).unwrap_err(), SpecError::BadAnnotation { .. }));
     }
 
     #[test]

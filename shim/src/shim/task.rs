@@ -7,6 +7,7 @@
 use super::cgroup::ContainerCgroup;
 use super::events::Events;
 use super::spec::{wasm_task, WasmTask};
+use super::netns;
 use super::stdio;
 use async_trait::async_trait;
 use containerd_shim::protos::api;
@@ -17,7 +18,7 @@ use containerd_shim::ExitSignal;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
-use wasmlet_runtime::{KillSwitch, Program, Runtime};
+use wasmlet_runtime::{HttpServer, KillSwitch, Program, ProgramKind, Runtime};
 
 type RpcResult<T> = ttrpc::Result<T>;
 
@@ -123,6 +124,31 @@ impl Shared {
     }
 }
 
+/// Serve an HTTP function until `kill` stops it (SIGTERM drains: status 0).
+fn serve_http(
+    runtime: Arc<Runtime>,
+    program: &Program,
+    caps: wasmlet_runtime::Capabilities,
+    limits: wasmlet_runtime::Limits,
+    config: wasmlet_runtime::ServeConfig,
+    listener: std::net::TcpListener,
+    kill: &KillSwitch,
+) -> Result<wasmlet_runtime::Outcome, String> {
+    let server = HttpServer::new(runtime, program, caps, limits, config).map_err(|e| e.to_string())?;
+    let executor = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("wasmlet-http")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the HTTP executor: {e}"))?;
+    let outcome = executor.block_on(async {
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| format!("listening: {e}"))?;
+        tracing::info!(addr = ?listener.local_addr().ok(), "serving HTTP");
+        Ok::<_, String>(server.serve(listener, kill).await)
+    });
+    executor.shutdown_timeout(std::time::Duration::from_millis(100));
+    outcome
+}
+
 fn no_exec(exec_id: &str) -> RpcResult<()> {
     if exec_id.is_empty() {
         Ok(())
@@ -175,11 +201,16 @@ impl Task for WasmletTask {
                 .cloned()
                 .ok_or_else(|| rpc_error(ttrpc::Code::UNAVAILABLE, "the Wasm runtime failed to start (see the shim log)"))?;
             let wasm = task.wasm.clone();
+            let runtime_for_link = runtime.clone();
             let program = tokio::task::spawn_blocking(move || runtime.load_file(&wasm, false))
                 .await
                 .map_err(|e| rpc_error(ttrpc::Code::INTERNAL, e.to_string()))?
                 .map_err(|e| rpc_error(ttrpc::Code::INVALID_ARGUMENT, e.to_string()))?
                 .0;
+            // Unknown imports fail Create, as a bad binary fails runc's create.
+            runtime_for_link
+                .link(&program)
+                .map_err(|e| rpc_error(ttrpc::Code::INVALID_ARGUMENT, e.to_string()))?;
             let (stdin, stdout, stderr) = (req.stdin.clone(), req.stdout.clone(), req.stderr.clone());
             let stdio = tokio::task::spawn_blocking(move || stdio::open(&stdin, &stdout, &stderr))
                 .await
@@ -238,24 +269,51 @@ impl Task for WasmletTask {
             .get()
             .cloned()
             .ok_or_else(|| rpc_error(ttrpc::Code::UNAVAILABLE, "the Wasm runtime is not ready"))?;
+        // An HTTP function listens before Start returns, so readiness probes
+        // pass at once; a port already taken fails Start with the cause.
+        let listener = if program.kind() == ProgramKind::HttpProxy {
+            let http = task.http.clone();
+            let bound = tokio::task::spawn_blocking(move || {
+                let ns = match (&http.netns, http.new_netns) {
+                    (Some(path), _) => netns::Namespace::Path(path),
+                    (None, true) => netns::Namespace::New,
+                    (None, false) => netns::Namespace::Current,
+                };
+                netns::bind(ns, http.listen)
+            })
+            .await
+            .map_err(|e| rpc_error(ttrpc::Code::INTERNAL, e.to_string()))?;
+            match bound {
+                Ok(listener) => Some(listener),
+                Err(err) => {
+                    s.finish(&req.id, 1, false).await;
+                    return Err(rpc_error(ttrpc::Code::FAILED_PRECONDITION, format!("HTTP function: {err}")));
+                }
+            }
+        } else {
+            None
+        };
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let id = req.id.clone();
         // The guest gets a thread of its own so a busy guest never delays the
         // Task API; it yields to its executor at every epoch tick for kills.
         let spawned = std::thread::Builder::new().name("wasmlet-guest".into()).spawn(move || {
-            let WasmTask { entry, mut caps, limits, .. } = task;
+            let WasmTask { entry, mut caps, limits, http, .. } = task;
             caps.stdin = stdio.stdin;
             caps.stdout = stdio.stdout;
             caps.stderr = stdio.stderr;
-            let result = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())
-                .and_then(|executor| {
-                    executor
-                        .block_on(runtime.run(&program, &entry, caps, &limits, &kill))
-                        .map_err(|e| e.to_string())
-                });
+            let result = match listener {
+                None => tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())
+                    .and_then(|executor| {
+                        executor
+                            .block_on(runtime.run(&program, &entry, caps, &limits, &kill))
+                            .map_err(|e| e.to_string())
+                    }),
+                Some(listener) => serve_http(runtime, &program, caps, limits, http.serve, listener, &kill),
+            };
             let _ = done_tx.send(result);
         });
         if let Err(err) = spawned {

@@ -1,4 +1,4 @@
-//! Parsing of human sizes (`64Mi`) and durations (`5s`) for CLI flags.
+//! Parsing of human sizes (`64Mi`) and durations (`5s`) for CLI flags and annotations.
 
 use std::time::Duration;
 

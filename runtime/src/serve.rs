@@ -1,0 +1,423 @@
+//! Serving `wasi:http/proxy` components: one fresh pooled instance per
+//! request, none while idle.
+//!
+//! Every request gets its own [`Store`] and instance from the component's
+//! pre-linked [`ProxyPre`] and the engine's pooling allocator; the store is
+//! dropped when the response body ends, which returns the instance's slot and
+//! (with `linear_memory_keep_resident(0)`) its pages. So an idle server holds
+//! zero instances: scale-to-zero without restarting anything.
+//!
+//! Admission: at most [`ServeConfig::max_in_flight`] requests run guests at
+//! once; up to [`ServeConfig::max_queued`] more wait (each until its own
+//! timeout), and beyond that requests get `503` at once.
+//!
+//! Per request: a deadline ([`ServeConfig::request_timeout`], `504` when it
+//! passes before the response starts), a request-body cap
+//! ([`ServeConfig::max_body_bytes`], `413`), and the memory cap of
+//! [`Limits::memory`]. A trap is a `500`; the server keeps serving.
+//!
+//! Stopping: the [`KillSwitch`] given to [`HttpServer::serve`]. SIGTERM or
+//! SIGINT stops accepting, lets in-flight requests finish and ends with
+//! status 0; SIGKILL (also after a SIGTERM) drops everything at once (137).
+
+use crate::capabilities::{set_output, shared_output, Capabilities, SharedOutput, StdinSource, Stream};
+use crate::error::RunError;
+use crate::exit::{ExitStatus, Outcome};
+use crate::kill::KillSwitch;
+use crate::limits::{Limits, MemoryLimiter};
+use crate::program::{Compiled, Program, ProgramKind};
+use crate::run::Runtime;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use wasmtime::component::ResourceTable;
+use wasmtime::Store;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+/// Store data of one request.
+pub struct HttpState {
+    ctx: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    hooks: HttpHooks,
+}
+
+impl WasiView for HttpState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HttpState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Outgoing HTTP follows the network grant: denied unless it is given.
+struct HttpHooks {
+    network: bool,
+}
+
+impl WasiHttpHooks for HttpHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<
+        dyn std::future::Future<
+                Output = wasmtime_wasi_http::Result<(
+                    http::Response<wasmtime_wasi_http::WasiBody>,
+                    Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+                )>,
+            > + Send,
+    > {
+        if self.network {
+            let default: &mut dyn WasiHttpHooks = wasmtime_wasi_http::default_hooks();
+            return default.send_request(request, options, fut);
+        }
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// How a server admits and bounds requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeConfig {
+    /// Requests running a guest at once.
+    pub max_in_flight: usize,
+    /// Requests waiting for a slot beyond that; more get `503`.
+    pub max_queued: usize,
+    /// From arrival to the end of the response body.
+    pub request_timeout: Duration,
+    /// Largest request body accepted.
+    pub max_body_bytes: u64,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 64,
+            max_queued: 1024,
+            request_timeout: Duration::from_secs(30),
+            max_body_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Counters a server keeps; cheap to read at any time.
+#[derive(Debug, Default)]
+pub struct ServeStats {
+    /// Instances alive now (0 when idle).
+    pub live_instances: AtomicUsize,
+    /// Requests that reached a guest.
+    pub requests: AtomicU64,
+    /// Requests refused with 503 because the queue was full.
+    pub rejected: AtomicU64,
+    /// Requests that ended in a trap (500) or a timeout (504).
+    pub failed: AtomicU64,
+}
+
+/// A `wasi:http/proxy` component ready to serve.
+#[derive(Clone)]
+pub struct HttpServer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    runtime: Arc<Runtime>,
+    pre: ProxyPre<HttpState>,
+    /// Granted to every request; stdio lives in `stdout`/`stderr`.
+    caps: Capabilities,
+    stdout: SharedOutput,
+    stderr: SharedOutput,
+    limits: Limits,
+    config: ServeConfig,
+    in_flight: Semaphore,
+    queued: AtomicUsize,
+    stats: ServeStats,
+    /// Fired only by SIGKILL: interrupts running guests.
+    hard_kill: KillSwitch,
+}
+
+/// Decrements the live-instance count when a request's store is dropped.
+struct LiveInstance(Arc<Inner>);
+
+impl Drop for LiveInstance {
+    fn drop(&mut self) {
+        self.0.stats.live_instances.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+type ServeResponse = Response<HyperOutgoingBody>;
+
+impl HttpServer {
+    /// Prepare to serve `program`. `caps` are granted to every request
+    /// (stdin is ignored: a request has its body instead); `limits.memory`
+    /// caps each request's instance.
+    pub fn new(
+        runtime: Arc<Runtime>,
+        program: &Program,
+        caps: Capabilities,
+        limits: Limits,
+        config: ServeConfig,
+    ) -> Result<Self, RunError> {
+        let component = match (program.compiled(), program.kind()) {
+            (Compiled::Component(c), ProgramKind::HttpProxy) => c,
+            _ => {
+                return Err(RunError::NotAnHttpFunction(format!("{} {}", kind_name(program.kind()), program.digest())))
+            }
+        };
+        let pre = program
+            .proxy_pre(runtime.http_linker()?, component)
+            .map_err(|e| RunError::UnknownImport(format!("{e:#}")))?;
+        let mut caps = caps;
+        caps.stdin = StdinSource::Null;
+        let stdout = shared_output(std::mem::take(&mut caps.stdout));
+        let stderr = shared_output(std::mem::take(&mut caps.stderr));
+        // Fail at start, not per request, on an unusable preopen.
+        caps.builder_without_stdio(true)?;
+        let max_in_flight = config.max_in_flight.max(1);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                runtime,
+                pre,
+                caps,
+                stdout,
+                stderr,
+                limits,
+                in_flight: Semaphore::new(max_in_flight),
+                config,
+                queued: AtomicUsize::new(0),
+                stats: ServeStats::default(),
+                hard_kill: KillSwitch::new(),
+            }),
+        })
+    }
+
+    pub fn stats(&self) -> &ServeStats {
+        &self.inner.stats
+    }
+
+    /// Accept HTTP/1.1 and h2c connections on `listener` until `stop` fires.
+    pub async fn serve(&self, listener: tokio::net::TcpListener, stop: &KillSwitch) -> Outcome {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let builder = auto::Builder::new(TokioExecutor::new());
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = stop.signaled() => break,
+            };
+            let stream = match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(err) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let server = self.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let server = server.clone();
+                async move { Ok::<_, std::convert::Infallible>(server.handle(req).await) }
+            });
+            let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(err) = conn.await {
+                    tracing::debug!(error = %err, "connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        let signal = stop.signal().unwrap_or(libc::SIGTERM);
+        if signal != libc::SIGKILL {
+            tracing::info!(signal, in_flight = self.inner.stats.live_instances.load(Ordering::Relaxed), "stopping: draining in-flight requests");
+            tokio::select! {
+                () = graceful.shutdown() => {
+                    tracing::info!("drained; exiting");
+                    return Outcome { status: ExitStatus::Exited(0), results: Vec::new() };
+                }
+                () = stop.killed_hard() => {}
+            }
+        }
+        self.inner.hard_kill.kill(libc::SIGKILL);
+        Outcome {
+            status: ExitStatus::Signaled(libc::SIGKILL),
+            results: Vec::new(),
+        }
+    }
+
+    /// Answer one request with a fresh instance.
+    pub async fn handle<B>(&self, req: Request<B>) -> ServeResponse
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error> + std::error::Error + Send + Sync + 'static,
+    {
+        let inner = &self.inner;
+        let deadline = tokio::time::Instant::now() + inner.config.request_timeout;
+        let Some(_permit) = self.admit(deadline).await else {
+            inner.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            return plain(StatusCode::SERVICE_UNAVAILABLE, "too many requests in flight; try again\n");
+        };
+        let max_body = inner.config.max_body_bytes;
+        if content_length(&req).is_some_and(|len| len > max_body) {
+            return plain(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body larger than {max_body} bytes\n"));
+        }
+        inner.stats.requests.fetch_add(1, Ordering::Relaxed);
+        match self.run_guest(req, deadline).await {
+            Ok(response) => response,
+            Err((status, why)) => {
+                inner.stats.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%status, error = %why, "request failed");
+                plain(status, &format!("{why}\n"))
+            }
+        }
+    }
+
+    async fn admit(&self, deadline: tokio::time::Instant) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let inner = &self.inner;
+        if let Ok(permit) = inner.in_flight.try_acquire() {
+            return Some(permit);
+        }
+        if inner.queued.fetch_add(1, Ordering::AcqRel) >= inner.config.max_queued {
+            inner.queued.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let permit = tokio::time::timeout_at(deadline, inner.in_flight.acquire()).await;
+        inner.queued.fetch_sub(1, Ordering::AcqRel);
+        permit.ok()?.ok()
+    }
+
+    async fn run_guest<B>(&self, req: Request<B>, deadline: tokio::time::Instant) -> Result<ServeResponse, (StatusCode, String)>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error> + std::error::Error + Send + Sync + 'static,
+    {
+        let inner = self.inner.clone();
+        let internal = |what: &str, e: wasmtime::Error| (StatusCode::INTERNAL_SERVER_ERROR, format!("{what}: {e:#}"));
+        let mut builder = inner
+            .caps
+            .builder_without_stdio(true)
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        set_output(&mut builder, Stream::Stdout, inner.stdout.clone());
+        set_output(&mut builder, Stream::Stderr, inner.stderr.clone());
+        let wasi = builder.build();
+        let state = HttpState {
+            ctx: wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(inner.limits.memory),
+            hooks: HttpHooks {
+                network: inner.caps.network,
+            },
+        };
+        let limits = Limits {
+            memory: inner.limits.memory,
+            deadline: Some(deadline.saturating_duration_since(tokio::time::Instant::now())),
+        };
+        let mut store: Store<HttpState> = inner.runtime.new_store(state, &limits, &inner.hard_kill);
+        store.limiter(|s| &mut s.limiter);
+        let max_body = inner.config.max_body_bytes;
+        let req = req.map(move |body| {
+            Limited::new(body, max_body as usize).map_err(move |e| match e.downcast::<B::Error>() {
+                Ok(e) => (*e).into(),
+                Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body)),
+            })
+        });
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut http = store.data_mut().http();
+        let req = http.new_incoming_request(Scheme::Http, req).map_err(|e| internal("accepting the request", e))?;
+        let out = http.new_response_outparam(tx).map_err(|e| internal("preparing the response", e))?;
+        inner.stats.live_instances.fetch_add(1, Ordering::Relaxed);
+        let live = LiveInstance(inner.clone());
+        let pre = inner.pre.clone();
+        let ticking = inner.runtime.ticker_running();
+        // The guest may go on streaming the body after it has sent the
+        // response head, so it runs in its own task, bounded by the deadline.
+        let guest = tokio::spawn(async move {
+            let _live = live;
+            let _ticking = ticking;
+            let run = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+            };
+            let result = tokio::time::timeout_at(deadline, run).await;
+            let oom = store.data().limiter.refusal().map(str::to_owned);
+            (result, oom)
+        });
+        let timeout = inner.config.request_timeout;
+        match rx.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("the function failed: {code:?}"))),
+            Err(_) => {
+                // No response was set: the guest returned without one, trapped,
+                // or ran out of time. Its task says which.
+                let (result, oom) = guest
+                    .await
+                    .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("the function's task failed: {e}")))?;
+                Err(match result {
+                    Err(_elapsed) => (StatusCode::GATEWAY_TIMEOUT, format!("the function did not answer within {timeout:?}")),
+                    Ok(Err(e)) if e.is::<crate::run::Interrupted>() => {
+                        (StatusCode::GATEWAY_TIMEOUT, format!("the function did not answer within {timeout:?}"))
+                    }
+                    Ok(Err(e)) => match oom {
+                        Some(why) => (StatusCode::INTERNAL_SERVER_ERROR, format!("the function ran out of memory: {why}")),
+                        None => (StatusCode::INTERNAL_SERVER_ERROR, format!("the function trapped: {e:#}")),
+                    },
+                    Ok(Ok(())) => (StatusCode::INTERNAL_SERVER_ERROR, "the function returned without setting a response".into()),
+                })
+            }
+        }
+    }
+}
+
+fn kind_name(kind: ProgramKind) -> &'static str {
+    match kind {
+        ProgramKind::Module => "module",
+        ProgramKind::Command => "command component",
+        ProgramKind::HttpProxy | ProgramKind::OtherComponent => "component",
+    }
+}
+
+fn content_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn plain(status: StatusCode, body: &str) -> ServeResponse {
+    let body = Full::new(Bytes::from(body.to_owned()))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+

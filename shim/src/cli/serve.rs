@@ -1,0 +1,100 @@
+//! `wasmlet serve`: serve a `wasi:http/proxy` component, one instance per request.
+
+use super::run::{forward_signals, GrantArgs};
+use crate::units::{parse_duration, parse_size};
+use super::LOAD_ERROR_STATUS;
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmlet_runtime::{HttpServer, KillSwitch, Limits, Runtime, ServeConfig};
+
+/// Serve an HTTP function (a component exporting `wasi:http/incoming-handler`)
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the address is printed)
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    addr: SocketAddr,
+    #[command(flatten)]
+    grants: GrantArgs,
+    /// Cap on each request's linear memory (e.g. 64Mi)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    memory: Option<u64>,
+    /// Time a request may take, to the end of its response body
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    timeout: Duration,
+    /// Requests running at once; more wait in the queue
+    #[arg(long, value_name = "N", default_value_t = ServeConfig::default().max_in_flight)]
+    max_in_flight: usize,
+    /// Requests waiting for a slot; beyond this they get 503
+    #[arg(long, value_name = "N", default_value_t = ServeConfig::default().max_queued)]
+    max_queued: usize,
+    /// Largest request body accepted (413 beyond)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "64Mi")]
+    max_body: u64,
+    /// The component (.wasm or .wat)
+    file: PathBuf,
+}
+
+pub fn serve(runtime: Arc<Runtime>, args: ServeArgs) -> i32 {
+    let name = args.file.to_string_lossy().into_owned();
+    let caps = match args.grants.capabilities(vec![name]) {
+        Ok(caps) => caps,
+        Err(msg) => {
+            eprintln!("wasmlet: {msg}");
+            return 2;
+        }
+    };
+    let program = match runtime.load_file(&args.file, false) {
+        Ok((program, _)) => program,
+        Err(err) => {
+            eprintln!("wasmlet: {err}");
+            return LOAD_ERROR_STATUS;
+        }
+    };
+    let config = ServeConfig {
+        max_in_flight: args.max_in_flight,
+        max_queued: args.max_queued,
+        request_timeout: args.timeout,
+        max_body_bytes: args.max_body,
+    };
+    let limits = Limits {
+        memory: args.memory,
+        deadline: None,
+    };
+    let server = match HttpServer::new(runtime, &program, caps, limits, config) {
+        Ok(server) => server,
+        Err(err) => {
+            eprintln!("wasmlet: {}: {err}", args.file.display());
+            return LOAD_ERROR_STATUS;
+        }
+    };
+    let executor = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("wasmlet: cannot start the async runtime: {err}");
+            return LOAD_ERROR_STATUS;
+        }
+    };
+    let outcome = executor.block_on(async {
+        let listener = match tokio::net::TcpListener::bind(args.addr).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                eprintln!("wasmlet: cannot listen on {}: {err}", args.addr);
+                return None;
+            }
+        };
+        let local = listener.local_addr().map_or_else(|_| args.addr.to_string(), |a| a.to_string());
+        eprintln!("wasmlet: serving http://{local}/");
+        let stop = KillSwitch::new();
+        forward_signals(stop.clone());
+        Some(server.serve(listener, &stop).await)
+    });
+    // Requests still streaming after a SIGKILL must not hold the exit.
+    executor.shutdown_timeout(Duration::from_millis(100));
+    match outcome {
+        Some(outcome) => outcome.code(),
+        None => LOAD_ERROR_STATUS,
+    }
+}
