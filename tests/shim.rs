@@ -382,3 +382,46 @@ fn http_function_serves_in_the_pods_network_namespace_and_drains_on_sigterm() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("echo: to stdout\n"));
     assert!(String::from_utf8_lossy(&output.stderr).contains("echo: to stderr\n"));
 }
+
+#[test]
+fn wasm_artifacts_pulled_by_containerd_run_from_the_content_store() {
+    let registry = wasmlet_tests::registry::Registry::start();
+    let pusher = wasmlet_tests::Wasmlet::new();
+    let c = Containerd::start();
+    let hello = guest("hello", false);
+    let echo = guest("echo", true);
+    // containerd 1.6's clients (ctr, CRI) refuse the CNCF config media type
+    // when they build the spec, so the 1.6 path is runwasi's packaging.
+    for (format, file, name) in [("runwasi", &hello, "layer-hello:1"), ("runwasi", &echo, "layer-echo:1")] {
+        let reference = format!("{}/wasmlet/{name}", registry.addr);
+        let s = seen(&pusher.run(["push".as_ref(), "--format".as_ref(), format.as_ref(), file.as_os_str(), reference.as_ref()]));
+        assert_eq!(s.code, Some(0), "{s:?}");
+        // containerd 1.6.20 unpacks raw Wasm layers only through wasmlet's stream processor.
+        c.ctr_ok(&["images", "pull", "--plain-http", &reference]);
+    }
+    let image = |name: &str| format!("{}/wasmlet/{name}", registry.addr);
+    let s = seen(&c.run_rm(&[], &image("layer-hello:1"), &unique_id("layer"), &[]));
+    assert_eq!((s.code, s.stdout.as_str()), (Some(0), "hello from wasmlet\n"), "{s:?}\n{}", c.log());
+    let s = seen(&c.run_rm(&["--env", "GREETING=layer"], &image("layer-echo:1"), &unique_id("echo"), &["echo", "x"]));
+    assert_eq!(s.code, Some(0), "{s:?}");
+    assert!(s.stdout.contains("arg[0]=echo\narg[1]=x\n") && s.stdout.contains("env GREETING=layer\n"), "{s:?}");
+
+    // A second container of the same artifact compiles nothing: the cache is
+    // keyed by the layer digest, shared by every shim on the node.
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(std::fs::read(&hello).unwrap()));
+    let entry = std::fs::read_dir("/var/lib/wasmlet/cache")
+        .unwrap()
+        .flatten()
+        .map(|d| d.path().join(format!("{digest}.cwasm")))
+        .find(|p| p.exists())
+        .expect("the layer's digest keys a compile-cache entry");
+    let modified = || std::fs::metadata(&entry).unwrap().modified().unwrap();
+    let before = modified();
+    let log_before = c.log().matches("compiled and cached").count();
+    let s = seen(&c.run_rm(&[], &image("layer-hello:1"), &unique_id("again"), &[]));
+    assert_eq!(s.code, Some(0), "{s:?}");
+    let log = c.log();
+    assert_eq!(modified(), before, "the cache entry was rewritten");
+    assert_eq!(log.matches("compiled and cached").count(), log_before, "recompiled a cached artifact");
+    assert!(log.contains("Wasm from the image's layer"), "{log}");
+}

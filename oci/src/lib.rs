@@ -1,1 +1,22 @@
-//! placeholder
+//! Wasm in OCI registries: recognising the ways Wasm is packaged (the CNCF
+//! Wasm artifact, runwasi's layer types, plain images with a `.wasm` in the
+//! rootfs), a registry client for pulling and pushing them, and a local
+//! content-addressed store where every blob is verified before it is kept.
+//!
+//! Owns: media types and manifest rules ([`format`]), registry transport and
+//! credentials ([`registry`], [`auth`]), the on-disk store ([`store`]).
+//!
+//! Must not touch: wasmtime or the compile cache (callers hand verified Wasm
+//! bytes and their digest to `wasmlet-runtime`), containerd tasks, cgroups.
+
+pub mod auth;
+pub mod containerd;
+pub mod digest;
+pub mod format;
+pub mod registry;
+pub mod store;
+
+pub use digest::{sha256_digest, verify_digest, DigestError};
+pub use format::{classify, FormatError, Packaging, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE};
+pub use registry::{PullError, Pulled, PushError, PushFormat, Registry, RegistryOptions, EMPTY_TAR_DIFF_ID};
+pub use store::{ContentStore, StoreError, StoredImage};

@@ -86,6 +86,11 @@ impl CompileCache {
         })
     }
 
+    /// The cache's root (shared by every engine version).
+    pub fn root(&self) -> &Path {
+        self.dir.parent().unwrap_or(&self.dir)
+    }
+
     /// The engine-specific folder entries live in.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -21,6 +21,12 @@ pub struct PoolConfig {
     pub memories_per_instance: u32,
     /// Upper bound of one linear memory, in bytes.
     pub max_memory_size: usize,
+    /// Bytes of each linear memory (and of each table) that stay resident
+    /// when an instance is freed, reset with `memset` instead of `madvise`.
+    /// Small guests then reuse a slot without syscalls, page faults or TLB
+    /// shoot-downs (costly in VMs); everything above this is returned to the
+    /// kernel, so an idle server keeps at most this much per slot it used.
+    pub keep_resident: usize,
 }
 
 impl Default for PoolConfig {
@@ -30,6 +36,7 @@ impl Default for PoolConfig {
             core_instances_per_instance: 8,
             memories_per_instance: 2,
             max_memory_size: 4 << 30,
+            keep_resident: 64 << 10,
         }
     }
 }

@@ -30,9 +30,10 @@ fn pooling_config(pool: &PoolConfig) -> PoolingAllocationConfig {
         .total_memories(instances.saturating_mul(pool.memories_per_instance.max(1)))
         .total_tables(instances.saturating_mul(pool.core_instances_per_instance.max(1)))
         .max_memory_size(pool.max_memory_size)
-        // Return an idle slot's pages to the kernel: scale-to-zero must give memory back.
-        .linear_memory_keep_resident(0)
-        .table_keep_resident(0);
+        // Beyond `keep_resident`, a freed slot's pages go back to the kernel:
+        // scale-to-zero must give memory back.
+        .linear_memory_keep_resident(pool.keep_resident)
+        .table_keep_resident(pool.keep_resident);
     cfg
 }
 

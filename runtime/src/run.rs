@@ -314,6 +314,18 @@ impl Runtime {
                     }
                 }
             }
+            if matches!(entry, Entry::Default) {
+                // `_start` is `() -> ()` (checked by resolve_module_entry): a
+                // typed call skips building a type and a results vector.
+                let start = match instance.get_typed_func::<(), ()>(&mut store, "_start") {
+                    Ok(start) => start,
+                    Err(e) => return GuestEnd::Instantiate(e),
+                };
+                return match start.call_async(&mut store, ()).await {
+                    Ok(()) => GuestEnd::Returned(Vec::new()),
+                    Err(e) => GuestEnd::Failed(e),
+                };
+            }
             let Some(func) = instance.get_func(&mut store, &export) else {
                 return GuestEnd::Instantiate(wasmtime::format_err!("export `{export}` vanished"));
             };

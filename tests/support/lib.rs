@@ -3,6 +3,7 @@
 
 pub mod containerd;
 pub mod oci;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

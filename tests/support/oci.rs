@@ -76,3 +76,66 @@ pub fn image_archive(out: &Path, name: &str, files: &[(&str, &[u8], u32)], entry
     assert!(status.success());
     archive
 }
+
+/// Write an OCI layout at `dir` holding one manifest with the given config
+/// and layers (media type, bytes), tagged `latest`. Returns the manifest's
+/// digest. For packagings `image_archive` does not make (Wasm layers, odd
+/// media types), pushed with [`crate::registry::Registry::push_layout`].
+pub fn layout(dir: &Path, config_media_type: &str, config: &[u8], layers: &[(&str, &[u8])], extra: serde_json::Value) -> String {
+    let (config_digest, config_size) = put_blob(dir, config);
+    let layers: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|(media_type, bytes)| {
+            let (digest, size) = put_blob(dir, bytes);
+            serde_json::json!({"mediaType": media_type, "digest": digest, "size": size})
+        })
+        .collect();
+    let mut manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": config_media_type, "digest": config_digest, "size": config_size},
+        "layers": layers,
+    });
+    if let (Some(m), Some(extra)) = (manifest.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
+    let (manifest_digest, manifest_size) = put_blob(dir, &manifest_bytes);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest,
+            "size": manifest_size,
+            "annotations": {"org.opencontainers.image.ref.name": "latest"},
+        }],
+    });
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    manifest_digest
+}
+
+/// A tar (uncompressed) holding `files` (path, bytes), as a layer.
+pub fn tar_layer(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    for (path, bytes) in files {
+        let target = root.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(&target, bytes).unwrap();
+    }
+    let out = work.path().join("layer.tar");
+    let status = Command::new("tar")
+        .args(["--owner=0", "--group=0", "--numeric-owner", "--sort=name", "--mtime=@0", "-C"])
+        .arg(&root)
+        .arg("-cf")
+        .arg(&out)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read(out).unwrap()
+}

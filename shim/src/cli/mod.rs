@@ -5,6 +5,7 @@
 //! cannot be loaded or started.
 
 mod compile;
+mod images;
 mod run;
 mod serve;
 
@@ -32,16 +33,37 @@ enum Command {
     Run(run::RunArgs),
     Compile(compile::CompileArgs),
     Serve(serve::ServeArgs),
+    Push(images::PushArgs),
+    Pull(images::PullArgs),
+    /// List the images in the local store
+    Images,
+    Rmi(images::RmiArgs),
+    /// containerd stream processor: Wasm layer on stdin, empty tar on stdout
+    #[command(hide = true)]
+    UnpackWasmLayer,
 }
 
 /// Parse the command line, run the command, return the process exit status.
 pub fn main() -> i32 {
     crate::logging::init_stderr("warn");
+    // One TLS crypto provider per process (wasmtime-wasi-http and the
+    // registry client would otherwise disagree).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    let mut config = RuntimeConfig::default();
-    if let Some(dir) = cli.cache_dir {
-        config.cache_dir = dir;
-    }
+    let cache_dir = cli.cache_dir.clone().unwrap_or_else(RuntimeConfig::default_cache_dir);
+    // Commands that need no engine.
+    let command = match cli.command {
+        Command::Push(args) => return images::push(args),
+        Command::Pull(args) => return images::pull(&cache_dir, args),
+        Command::Images => return images::images(&cache_dir),
+        Command::Rmi(args) => return images::rmi(&cache_dir, args),
+        Command::UnpackWasmLayer => return images::unpack_wasm_layer(),
+        other => other,
+    };
+    let config = RuntimeConfig {
+        cache_dir,
+        ..RuntimeConfig::default()
+    };
     let runtime = match Runtime::new(config) {
         Ok(runtime) => std::sync::Arc::new(runtime),
         Err(err) => {
@@ -49,9 +71,12 @@ pub fn main() -> i32 {
             return LOAD_ERROR_STATUS;
         }
     };
-    match cli.command {
+    match command {
         Command::Run(args) => run::run(&runtime, args),
         Command::Compile(args) => compile::compile(&runtime, args),
         Command::Serve(args) => serve::serve(runtime, args),
+        Command::Push(_) | Command::Pull(_) | Command::Images | Command::Rmi(_) | Command::UnpackWasmLayer => {
+            unreachable!("handled above")
+        }
     }
 }

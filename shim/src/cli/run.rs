@@ -24,7 +24,10 @@ pub struct RunArgs {
     /// Accept a precompiled .cwasm (only load artifacts you produced)
     #[arg(long)]
     allow_precompiled: bool,
-    /// The .wasm, .wat or (with --allow-precompiled) .cwasm to run
+    #[command(flatten)]
+    registry: super::images::RegistryArgs,
+    /// The .wasm, .wat or (with --allow-precompiled) .cwasm to run, or an
+    /// image reference (pulled into the local store if missing)
     file: PathBuf,
     /// Arguments passed to the guest after its name
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -41,8 +44,8 @@ pub fn run(runtime: &Runtime, args: RunArgs) -> i32 {
             return 2;
         }
     };
-    let program = match runtime.load_file(&args.file, args.allow_precompiled) {
-        Ok((program, _)) => program,
+    let program = match super::images::load_program(runtime, &args.file, args.allow_precompiled, &args.registry) {
+        Ok(program) => program,
         Err(err) => {
             eprintln!("wasmlet: {err}");
             return LOAD_ERROR_STATUS;

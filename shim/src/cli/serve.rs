@@ -33,7 +33,9 @@ pub struct ServeArgs {
     /// Largest request body accepted (413 beyond)
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "64Mi")]
     max_body: u64,
-    /// The component (.wasm or .wat)
+    #[command(flatten)]
+    registry: super::images::RegistryArgs,
+    /// The component (.wasm or .wat), or an image reference
     file: PathBuf,
 }
 
@@ -46,8 +48,8 @@ pub fn serve(runtime: Arc<Runtime>, args: ServeArgs) -> i32 {
             return 2;
         }
     };
-    let program = match runtime.load_file(&args.file, false) {
-        Ok((program, _)) => program,
+    let program = match super::images::load_program(&runtime, &args.file, false, &args.registry) {
+        Ok(program) => program,
         Err(err) => {
             eprintln!("wasmlet: {err}");
             return LOAD_ERROR_STATUS;

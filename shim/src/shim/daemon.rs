@@ -72,6 +72,7 @@ async fn serve(flags: Flags, cgroup: Option<ContainerCgroup>) -> anyhow::Result<
         Events::new(publisher, flags.namespace.clone()),
         exit.clone(),
         cgroup,
+        (flags.address.clone(), flags.namespace.clone()),
     ));
     let mut services = create_task(task.clone());
     if let Some(v2) = create_task(task).remove(TASK_V3) {

@@ -66,8 +66,11 @@ pub struct HttpSettings {
 /// What the bundle says to run, and with which capabilities.
 #[derive(Debug)]
 pub struct WasmTask {
-    /// Host path of the Wasm file.
-    pub wasm: PathBuf,
+    /// Host path of the Wasm file; `None` when argv\[0\] is not a file in
+    /// the rootfs (the image may carry its Wasm as a layer instead).
+    pub wasm: Option<PathBuf>,
+    /// argv\[0\] without a `#export` suffix.
+    pub wasm_name: String,
     pub entry: Entry,
     /// Capabilities without stdio (the shim wires containerd's FIFOs).
     pub caps: Capabilities,
@@ -85,7 +88,12 @@ pub fn wasm_task(spec: &Spec, rootfs: &Path) -> Result<WasmTask, SpecError> {
         Some((path, export)) if !export.is_empty() => (path, Entry::Export(export.to_owned())),
         _ => (argv0.as_str(), Entry::Default),
     };
-    let wasm = path_in_rootfs(rootfs, path)?;
+    let wasm = match path_in_rootfs(rootfs, path) {
+        Ok(found) => Some(found),
+        Err(SpecError::NotFound(_)) => None,
+        Err(other) => return Err(other),
+    };
+    let wasm_name = path.to_owned();
 
     let mut env = Vec::new();
     for entry in process.and_then(|p| p.env().clone()).unwrap_or_default() {
@@ -147,6 +155,7 @@ pub fn wasm_task(spec: &Spec, rootfs: &Path) -> Result<WasmTask, SpecError> {
     Ok(WasmTask {
         http,
         wasm,
+        wasm_name,
         entry,
         caps: Capabilities {
             args,
@@ -267,7 +276,7 @@ mod tests {
             {"destination": "/dev/shm", "type": "tmpfs", "source": "shm"}
         ]})));
         let task = wasm_task(&s, rootfs.path()).unwrap();
-        assert_eq!(task.wasm, rootfs.path().canonicalize().unwrap().join("app.wasm"));
+        assert_eq!(task.wasm, Some(rootfs.path().canonicalize().unwrap().join("app.wasm")));
         assert_eq!(task.entry, Entry::Default);
         assert_eq!(task.caps.args, ["/app.wasm", "x"]);
         assert_eq!(task.caps.env, [("A".into(), "1".into()), ("B".into(), "two=2".into())]);
@@ -337,12 +346,15 @@ mod tests {
         for (argv0, want) in [
             ("/../outside.wasm", SpecError::Escapes("/../outside.wasm".into())),
             ("/link.wasm", SpecError::Escapes("/link.wasm".into())),
-            ("/missing.wasm", SpecError::NotFound("/missing.wasm".into())),
         ] {
             let mut v = base(serde_json::json!({}));
             v["process"]["args"] = serde_json::json!([argv0]);
             assert_eq!(wasm_task(&spec(v), &rootfs).unwrap_err(), want);
         }
+        let mut v = base(serde_json::json!({}));
+        v["process"]["args"] = serde_json::json!(["/missing.wasm"]);
+        let task = wasm_task(&spec(v), &rootfs).unwrap();
+        assert_eq!((task.wasm, task.wasm_name.as_str()), (None, "/missing.wasm"));
         let mut v = base(serde_json::json!({}));
         v["process"]["args"] = serde_json::json!([]);
         assert_eq!(wasm_task(&spec(v), &rootfs).unwrap_err(), SpecError::NoArgs);

@@ -67,10 +67,18 @@ struct Shared {
     cgroup: Mutex<Option<ContainerCgroup>>,
     container: Mutex<Option<Container>>,
     pid: u32,
+    /// containerd's gRPC address and namespace, for reading image content.
+    containerd: (String, String),
 }
 
 impl WasmletTask {
-    pub fn new(runtime: SharedRuntime, events: Events, exit: Arc<ExitSignal>, cgroup: Option<ContainerCgroup>) -> Self {
+    pub fn new(
+        runtime: SharedRuntime,
+        events: Events,
+        exit: Arc<ExitSignal>,
+        cgroup: Option<ContainerCgroup>,
+        containerd: (String, String),
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 runtime,
@@ -79,6 +87,7 @@ impl WasmletTask {
                 cgroup: Mutex::new(cgroup),
                 container: Mutex::new(None),
                 pid: std::process::id(),
+                containerd,
             }),
         }
     }
@@ -95,6 +104,21 @@ impl Shared {
         match guard.as_mut() {
             Some(c) if c.id == id => f(c),
             _ => Err(rpc_error(ttrpc::Code::NOT_FOUND, format!("container {id} not found"))),
+        }
+    }
+
+    /// The Wasm layer of the container's image, read from containerd's
+    /// content store and verified; NotFound-style error when there is none.
+    async fn image_wasm_layer(&self, id: &str, argv0: &str) -> RpcResult<wasmlet_oci::containerd::WasmBlob> {
+        let missing = super::spec::SpecError::NotFound(argv0.to_owned()).to_string();
+        let (address, namespace) = &self.containerd;
+        let content = wasmlet_oci::containerd::ContainerdContent::connect(address, namespace)
+            .await
+            .map_err(|e| rpc_error(ttrpc::Code::INVALID_ARGUMENT, format!("{missing}, and the image could not be read: {e}")))?;
+        match content.wasm_for_container(id).await {
+            Ok(Some(blob)) => Ok(blob),
+            Ok(None) => Err(rpc_error(ttrpc::Code::INVALID_ARGUMENT, missing)),
+            Err(e) => Err(rpc_error(ttrpc::Code::INVALID_ARGUMENT, format!("{missing}, and the image has no usable Wasm layer: {e}"))),
         }
     }
 
@@ -200,13 +224,25 @@ impl Task for WasmletTask {
                 .get()
                 .cloned()
                 .ok_or_else(|| rpc_error(ttrpc::Code::UNAVAILABLE, "the Wasm runtime failed to start (see the shim log)"))?;
-            let wasm = task.wasm.clone();
             let runtime_for_link = runtime.clone();
-            let program = tokio::task::spawn_blocking(move || runtime.load_file(&wasm, false))
-                .await
-                .map_err(|e| rpc_error(ttrpc::Code::INTERNAL, e.to_string()))?
-                .map_err(|e| rpc_error(ttrpc::Code::INVALID_ARGUMENT, e.to_string()))?
-                .0;
+            let program = match task.wasm.clone() {
+                Some(wasm) => tokio::task::spawn_blocking(move || runtime.load_file(&wasm, false)).await,
+                None => {
+                    // Not a file in the rootfs: maybe the image is a Wasm artifact
+                    // whose layer is the Wasm (its rootfs is empty).
+                    let blob = s.image_wasm_layer(&req.id, &task.wasm_name).await?;
+                    let digest: wasmlet_runtime::Digest = blob
+                        .digest
+                        .parse()
+                        .map_err(|e| rpc_error(ttrpc::Code::INVALID_ARGUMENT, format!("{}: {e}", blob.digest)))?;
+                    tracing::info!(image = %blob.image, layer = %blob.digest, media_type = %blob.media_type, "Wasm from the image's layer");
+                    let what = format!("{} (layer {})", blob.image, blob.digest);
+                    tokio::task::spawn_blocking(move || runtime.load_verified(&blob.bytes, digest, &what)).await
+                }
+            }
+            .map_err(|e| rpc_error(ttrpc::Code::INTERNAL, e.to_string()))?
+            .map_err(|e| rpc_error(ttrpc::Code::INVALID_ARGUMENT, e.to_string()))?
+            .0;
             // Unknown imports fail Create, as a bad binary fails runc's create.
             runtime_for_link
                 .link(&program)
@@ -229,7 +265,7 @@ impl Task for WasmletTask {
                 return Err(err);
             }
         };
-        tracing::info!(id = %req.id, wasm = %task.wasm.display(), digest = %program.digest(), kind = ?program.kind(), "created");
+        tracing::info!(id = %req.id, wasm = %task.wasm_name, digest = %program.digest(), kind = ?program.kind(), "created");
         *s.container() = Some(Container {
             id: req.id.clone(),
             bundle,

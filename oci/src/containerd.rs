@@ -1,0 +1,189 @@
+//! Reading a container's Wasm from containerd's content store (gRPC):
+//! container → image → manifest (through an index if need be) → the Wasm
+//! layer, verified against its digest. For images whose rootfs is empty
+//! because their Wasm is a layer, not a file.
+
+use crate::digest::{verify_digest, DigestError};
+use crate::format::{classify, parse_manifest, FormatError, Packaging};
+use containerd_client::services::v1::containers_client::ContainersClient;
+use containerd_client::services::v1::content_client::ContentClient;
+use containerd_client::services::v1::images_client::ImagesClient;
+use containerd_client::services::v1::{GetContainerRequest, GetImageRequest, ReadContentRequest};
+use containerd_client::tonic::transport::Channel;
+use containerd_client::tonic::Request;
+use containerd_client::with_namespace;
+
+/// Largest blob read from the content store for a manifest or index.
+const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerdError {
+    #[error("connecting to containerd at {address}: {message}")]
+    Connect { address: String, message: String },
+    #[error("containerd {call}: {message}")]
+    Call { call: &'static str, message: String },
+    #[error("image {image}: {source}")]
+    Format {
+        image: String,
+        #[source]
+        source: FormatError,
+    },
+    #[error("image {image}: {source}")]
+    Digest {
+        image: String,
+        #[source]
+        source: DigestError,
+    },
+    #[error("image {image}: {message}")]
+    Image { image: String, message: String },
+}
+
+/// A Wasm layer read from the content store, already verified.
+#[derive(Debug, Clone)]
+pub struct WasmBlob {
+    pub image: String,
+    pub digest: String,
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+}
+
+pub struct ContainerdContent {
+    channel: Channel,
+    namespace: String,
+}
+
+fn call(call: &'static str) -> impl Fn(containerd_client::tonic::Status) -> ContainerdError {
+    move |status| ContainerdError::Call {
+        call,
+        message: status.message().to_owned(),
+    }
+}
+
+impl ContainerdContent {
+    pub async fn connect(address: &str, namespace: &str) -> Result<Self, ContainerdError> {
+        let path = address.strip_prefix("unix://").unwrap_or(address);
+        let channel = containerd_client::connect(path).await.map_err(|e| ContainerdError::Connect {
+            address: address.to_owned(),
+            message: e.to_string(),
+        })?;
+        Ok(Self {
+            channel,
+            namespace: namespace.to_owned(),
+        })
+    }
+
+    async fn read(&self, digest: &str, limit: Option<u64>) -> Result<Vec<u8>, ContainerdError> {
+        let mut client = ContentClient::new(self.channel.clone());
+        let request = ReadContentRequest {
+            digest: digest.to_owned(),
+            offset: 0,
+            size: 0,
+        };
+        let mut stream = client
+            .read(with_namespace!(request, self.namespace))
+            .await
+            .map_err(call("content read"))?
+            .into_inner();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.message().await.map_err(call("content read"))? {
+            bytes.extend_from_slice(&chunk.data);
+            if limit.is_some_and(|l| bytes.len() as u64 > l) {
+                return Err(ContainerdError::Call {
+                    call: "content read",
+                    message: format!("{digest} is larger than {} bytes", limit.unwrap_or_default()),
+                });
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// The Wasm layer of `container_id`'s image; `None` when the image keeps
+    /// its Wasm in the rootfs (or the container has no image).
+    pub async fn wasm_for_container(&self, container_id: &str) -> Result<Option<WasmBlob>, ContainerdError> {
+        let mut containers = ContainersClient::new(self.channel.clone());
+        let request = GetContainerRequest {
+            id: container_id.to_owned(),
+        };
+        let container = containers
+            .get(with_namespace!(request, self.namespace))
+            .await
+            .map_err(call("get container"))?
+            .into_inner()
+            .container;
+        let Some(image) = container.map(|c| c.image).filter(|i| !i.is_empty()) else {
+            return Ok(None);
+        };
+        let mut images = ImagesClient::new(self.channel.clone());
+        let request = GetImageRequest { name: image.clone() };
+        let target = images
+            .get(with_namespace!(request, self.namespace))
+            .await
+            .map_err(call("get image"))?
+            .into_inner()
+            .image
+            .and_then(|i| i.target)
+            .ok_or_else(|| ContainerdError::Image {
+                image: image.clone(),
+                message: "has no target".into(),
+            })?;
+        let verify = |what: &str, bytes: &[u8], digest: &str, size: Option<u64>| {
+            verify_digest(what, bytes, digest, size).map_err(|source| ContainerdError::Digest {
+                image: image.clone(),
+                source,
+            })
+        };
+        let mut manifest_digest = target.digest.clone();
+        let mut bytes = self.read(&manifest_digest, Some(MAX_MANIFEST_BYTES)).await?;
+        verify("manifest", &bytes, &manifest_digest, Some(target.size as u64))?;
+        if crate::format::INDEX_MEDIA_TYPES.contains(&target.media_type.as_str()) {
+            let index: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| ContainerdError::Image {
+                image: image.clone(),
+                message: format!("invalid index: {e}"),
+            })?;
+            manifest_digest = pick_from_index(&index).ok_or_else(|| ContainerdError::Image {
+                image: image.clone(),
+                message: "the index lists no manifest".into(),
+            })?;
+            bytes = self.read(&manifest_digest, Some(MAX_MANIFEST_BYTES)).await?;
+            verify("manifest", &bytes, &manifest_digest, None)?;
+        }
+        let manifest = parse_manifest(&bytes).map_err(|source| ContainerdError::Format {
+            image: image.clone(),
+            source,
+        })?;
+        match classify(&manifest).map_err(|source| ContainerdError::Format {
+            image: image.clone(),
+            source,
+        })? {
+            Packaging::Rootfs => Ok(None),
+            Packaging::WasmLayer { media_type, digest, size } => {
+                let bytes = self.read(&digest, Some(size)).await?;
+                verify("Wasm layer", &bytes, &digest, Some(size))?;
+                Ok(Some(WasmBlob {
+                    image: image.clone(),
+                    digest,
+                    media_type,
+                    bytes,
+                }))
+            }
+        }
+    }
+}
+
+/// A Wasm platform entry first, then linux/amd64, then the first.
+fn pick_from_index(index: &serde_json::Value) -> Option<String> {
+    let manifests = index.get("manifests")?.as_array()?;
+    let field = |m: &serde_json::Value, key: &str| {
+        m.get("platform")
+            .and_then(|p| p.get(key))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    manifests
+        .iter()
+        .find(|m| field(m, "architecture") == "wasm" || field(m, "os").starts_with("wasi"))
+        .or_else(|| manifests.iter().find(|m| field(m, "os") == "linux" && field(m, "architecture") == "amd64"))
+        .or(manifests.first())
+        .and_then(|m| m.get("digest")?.as_str().map(str::to_owned))
+}

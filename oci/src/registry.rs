@@ -1,0 +1,598 @@
+//! Pulling Wasm from a registry into the [`ContentStore`], and pushing a
+//! `.wasm` as a CNCF Wasm artifact, over `oci-client`.
+//!
+//! Transport: HTTPS, except plain HTTP for `localhost`, `127.0.0.1` and
+//! `[::1]` (any port) or with [`RegistryOptions::insecure`]. Credentials come
+//! from the auth file ([`crate::auth`]). Every manifest is size-capped and
+//! every blob's digest and size are checked before it is kept.
+
+use crate::auth::{credentials_for, AuthError};
+use crate::digest::{sha256_digest, verify_digest, DigestError};
+use crate::format::{self, classify, FormatError, Packaging, WasmConfig, INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES};
+use crate::store::{ContentStore, StoreError, StoredImage};
+use futures_util::StreamExt as _;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::manifest::OciDescriptor;
+use oci_client::{Client, Reference};
+
+/// Largest manifest (or index, or config) accepted.
+pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
+
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// Plain HTTP for every registry (not only loopback ones).
+    pub insecure: bool,
+}
+
+/// Progress of a blob transfer: bytes done, bytes expected.
+pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error("invalid image reference `{reference}`: {message}")]
+    BadReference { reference: String, message: String },
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{reference}: not found in the registry (no such repository or tag)")]
+    NotFound { reference: String },
+    #[error("{reference}: the registry refused the credentials ({message})")]
+    Unauthorized { reference: String, message: String },
+    #[error("{reference}: cannot reach the registry: {message}")]
+    Unreachable { reference: String, message: String },
+    #[error("{reference}: registry error: {message}")]
+    Registry { reference: String, message: String },
+    #[error("{reference}: manifest of {size} bytes exceeds the {MAX_MANIFEST_BYTES}-byte limit")]
+    ManifestTooLarge { reference: String, size: usize },
+    #[error("{reference}: unsupported image: {source}")]
+    Format {
+        reference: String,
+        #[source]
+        source: FormatError,
+    },
+    #[error("{reference}: {source}")]
+    Digest {
+        reference: String,
+        #[source]
+        source: DigestError,
+    },
+    #[error("{reference}: the index lists no manifest")]
+    EmptyIndex { reference: String },
+    #[error("{reference}: {message}")]
+    Rootfs { reference: String, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("invalid image reference `{reference}`: {message}")]
+    BadReference { reference: String, message: String },
+    #[error("not a WebAssembly module or component (it starts with {0:02x?})")]
+    NotWasm(Vec<u8>),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{reference}: push failed: {message}")]
+    Registry { reference: String, message: String },
+}
+
+/// How `push` packages the Wasm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PushFormat {
+    /// The CNCF Wasm OCI artifact (config `application/vnd.wasm.config.v0+json`, one `application/wasm` layer).
+    #[default]
+    Cncf,
+    /// runwasi's packaging: an OCI image config (architecture `wasm`, the
+    /// entrypoint naming the Wasm) and a `…wasm.component.layer.v0+wasm`
+    /// layer. Its config lists the empty tar as the layer's diff id, so
+    /// containerd before 1.6.25/1.7.7 can unpack it with wasmlet's stream
+    /// processor (see deploy/).
+    Runwasi,
+}
+
+/// sha256 of a tar archive with no entries (1024 zero bytes).
+pub const EMPTY_TAR_DIFF_ID: &str = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
+
+/// What a pull produced.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    pub reference: String,
+    pub image: StoredImage,
+    /// Blobs that were already in the store (not downloaded again).
+    pub reused: usize,
+}
+
+pub struct Registry {
+    options: RegistryOptions,
+}
+
+fn is_loopback(registry: &str) -> bool {
+    let host = if let Some(rest) = registry.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        registry.split(':').next().unwrap_or_default()
+    };
+    matches!(host, "localhost" | "127.0.0.1" | "::1")
+}
+
+impl Registry {
+    pub fn new(options: RegistryOptions) -> Self {
+        Self { options }
+    }
+
+    /// Parse a reference the way `docker pull` does (`name` → `docker.io/library/name:latest`).
+    pub fn parse_reference(reference: &str) -> Result<Reference, PullError> {
+        reference.parse::<Reference>().map_err(|e| PullError::BadReference {
+            reference: reference.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    fn client(&self, reference: &Reference) -> Client {
+        let protocol = if self.options.insecure || is_loopback(reference.registry()) {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        };
+        Client::new(ClientConfig {
+            protocol,
+            ..Default::default()
+        })
+    }
+
+    fn classify_error(reference: &str, err: OciDistributionError) -> PullError {
+        let reference = reference.to_owned();
+        match err {
+            OciDistributionError::ImageManifestNotFoundError(_) => PullError::NotFound { reference },
+            OciDistributionError::AuthenticationFailure(message) => PullError::Unauthorized { reference, message },
+            OciDistributionError::UnauthorizedError { url } => PullError::Unauthorized {
+                reference,
+                message: format!("401 from {url}"),
+            },
+            OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => PullError::Unreachable {
+                reference,
+                message: format!("{e:#}"),
+            },
+            OciDistributionError::RegistryError { envelope, .. }
+                if envelope.errors.iter().any(|e| {
+                    matches!(
+                        e.code,
+                        oci_client::errors::OciErrorCode::ManifestUnknown
+                            | oci_client::errors::OciErrorCode::NameUnknown
+                            | oci_client::errors::OciErrorCode::NotFound
+                    )
+                }) =>
+            {
+                PullError::NotFound { reference }
+            }
+            OciDistributionError::ServerError { code: 404, .. } => PullError::NotFound { reference },
+            OciDistributionError::ServerError { code: 401 | 403, message, .. } => PullError::Unauthorized { reference, message },
+            other => PullError::Registry {
+                reference,
+                message: other.to_string(),
+            },
+        }
+    }
+
+    /// Pull `reference` into `store` and tag it there. Blobs already in the
+    /// store are not downloaded again.
+    pub async fn pull(&self, reference_text: &str, store: &ContentStore, progress: Progress<'_>) -> Result<Pulled, PullError> {
+        let reference = Self::parse_reference(reference_text)?;
+        let name = reference.whole();
+        let client = self.client(&reference);
+        let auth = credentials_for(reference.resolve_registry())?;
+        let fail = |e| Self::classify_error(&name, e);
+
+        let accepted: Vec<&str> = MANIFEST_MEDIA_TYPES.iter().chain(INDEX_MEDIA_TYPES).copied().collect();
+        let (mut bytes, mut digest) = client.pull_manifest_raw(&reference, &auth, &accepted).await.map_err(fail)?;
+        self.check_manifest(&name, &bytes, &digest, reference.digest())?;
+        let mut target = reference.clone();
+        if let Some(choice) = index_choice(&bytes) {
+            let choice = choice.ok_or_else(|| PullError::EmptyIndex { reference: name.clone() })?;
+            target = reference.clone_with_digest(choice.clone());
+            (bytes, digest) = client.pull_manifest_raw(&target, &auth, MANIFEST_MEDIA_TYPES).await.map_err(fail)?;
+            self.check_manifest(&name, &bytes, &digest, Some(&choice))?;
+        }
+        let digest = sha256_digest(&bytes);
+        let manifest = format::parse_manifest(&bytes).map_err(|source| PullError::Format {
+            reference: name.clone(),
+            source,
+        })?;
+        let packaging = classify(&manifest).map_err(|source| PullError::Format {
+            reference: name.clone(),
+            source,
+        })?;
+        let mut reused = 0;
+
+        // The config: small, size-capped, verified.
+        let config_desc = manifest.config();
+        if config_desc.size() > MAX_MANIFEST_BYTES as u64 {
+            return Err(PullError::ManifestTooLarge {
+                reference: name.clone(),
+                size: config_desc.size() as usize,
+            });
+        }
+        let mut blobs = vec![config_desc.digest().to_string()];
+        let config_bytes = self
+            .fetch_blob(&client, &target, &name, store, &config_desc.media_type().to_string(), &config_desc.digest().to_string(), config_desc.size(), &|_, _| {}, &mut reused)
+            .await?;
+        let os = match &packaging {
+            Packaging::WasmLayer { .. } if config_desc.media_type().to_string() == format::WASM_CONFIG_MEDIA_TYPE => {
+                serde_json::from_slice::<WasmConfig>(&config_bytes).ok().map(|c| c.os)
+            }
+            _ => None,
+        };
+
+        let (wasm_digest, wasm_media_type, size) = match &packaging {
+            Packaging::WasmLayer { media_type, digest, size } => {
+                self.fetch_blob(&client, &target, &name, store, media_type, digest, *size, progress, &mut reused).await?;
+                (digest.clone(), media_type.clone(), *size)
+            }
+            Packaging::Rootfs => {
+                let entrypoint = rootfs_entrypoint(&config_bytes).ok_or_else(|| PullError::Rootfs {
+                    reference: name.clone(),
+                    message: "a plain image needs an entrypoint (or cmd) naming its .wasm".into(),
+                })?;
+                let mut found = None;
+                for layer in manifest.layers() {
+                    blobs.push(layer.digest().to_string());
+                    let layer_bytes = self
+                        .fetch_blob(&client, &target, &name, store, &layer.media_type().to_string(), &layer.digest().to_string(), layer.size(), progress, &mut reused)
+                        .await?;
+                    let media_type = layer.media_type().to_string();
+                    if let Some(wasm) = find_in_layer(&layer_bytes, &media_type, &entrypoint).map_err(|message| PullError::Rootfs {
+                        reference: name.clone(),
+                        message,
+                    })? {
+                        found = Some(wasm); // later layers override earlier ones
+                    }
+                }
+                let wasm = found.ok_or_else(|| PullError::Rootfs {
+                    reference: name.clone(),
+                    message: format!("the entrypoint {entrypoint} is not a file in the image"),
+                })?;
+                let wasm_digest = sha256_digest(&wasm);
+                store.write_blob(&wasm, &wasm_digest, None)?;
+                (wasm_digest, format!("rootfs:{entrypoint}"), wasm.len() as u64)
+            }
+        };
+        store.write_blob(&bytes, &digest, None)?;
+        let image = StoredImage {
+            manifest_digest: digest,
+            wasm_digest: Some(wasm_digest),
+            wasm_media_type: Some(wasm_media_type),
+            size,
+            os,
+            pulled_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            blobs,
+        };
+        store.tag(&name, image.clone())?;
+        Ok(Pulled {
+            reference: name,
+            image,
+            reused,
+        })
+    }
+
+    fn check_manifest(&self, name: &str, bytes: &[u8], registry_digest: &str, pinned: Option<&str>) -> Result<(), PullError> {
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(PullError::ManifestTooLarge {
+                reference: name.to_owned(),
+                size: bytes.len(),
+            });
+        }
+        // A pinned digest must match what arrived, whatever the registry says.
+        if let Some(expected) = pinned.or(Some(registry_digest).filter(|d| d.starts_with("sha256:"))) {
+            verify_digest("manifest", bytes, expected, None).map_err(|source| PullError::Digest {
+                reference: name.to_owned(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// A verified blob, from the store if present, else downloaded into it.
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch_blob(
+        &self,
+        client: &Client,
+        reference: &Reference,
+        name: &str,
+        store: &ContentStore,
+        media_type: &str,
+        digest: &str,
+        size: u64,
+        progress: Progress<'_>,
+        reused: &mut usize,
+    ) -> Result<Vec<u8>, PullError> {
+        let digest_error = |source| PullError::Digest {
+            reference: name.to_owned(),
+            source,
+        };
+        crate::digest::sha256_hex(digest).map_err(digest_error)?;
+        if store.has_blob(digest) {
+            match store.read_blob(digest) {
+                Ok(bytes) if bytes.len() as u64 == size => {
+                    *reused += 1;
+                    return Ok(bytes);
+                }
+                _ => {} // corrupt or different size: fetch again
+            }
+        }
+        let descriptor = OciDescriptor {
+            media_type: media_type.to_owned(),
+            digest: digest.to_owned(),
+            size: size as i64,
+            ..Default::default()
+        };
+        let mut stream = client
+            .pull_blob_stream(reference, &descriptor)
+            .await
+            .map_err(|e| Self::classify_error(name, e))?;
+        let mut writer = store.blob_writer()?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                // oci-client checks the digest as the stream ends; say so plainly.
+                let message = e.to_string();
+                match message.split_once(", got ") {
+                    Some((_, actual)) if message.contains("Invalid digest") => digest_error(DigestError::Mismatch {
+                        what: format!("blob {digest}"),
+                        expected: digest.to_owned(),
+                        actual: actual.trim().to_owned(),
+                    }),
+                    _ => PullError::Registry {
+                        reference: name.to_owned(),
+                        message: format!("downloading {digest}: {message}"),
+                    },
+                }
+            })?;
+            if writer.written() + chunk.len() as u64 > size {
+                return Err(digest_error(DigestError::Size {
+                    what: digest.to_owned(),
+                    expected: size,
+                    actual: writer.written() + chunk.len() as u64,
+                }));
+            }
+            writer.write(&chunk)?;
+            progress(writer.written(), size);
+        }
+        let path = writer.commit(digest, Some(size)).map_err(|e| match e {
+            StoreError::Digest(source) => digest_error(source),
+            other => PullError::Store(other),
+        })?;
+        std::fs::read(&path).map_err(|source| {
+            PullError::Store(StoreError::Io {
+                action: "reading",
+                path,
+                source,
+            })
+        })
+    }
+
+    /// Push `wasm` to `reference` in `format`; returns the manifest digest.
+    /// `os` is `wasip2` for a component, else `wasip1`.
+    pub async fn push(&self, wasm: &[u8], reference_text: &str, format: PushFormat, progress: Progress<'_>) -> Result<String, PushError> {
+        let reference: Reference = reference_text.parse().map_err(|e: oci_client::ParseError| PushError::BadReference {
+            reference: reference_text.to_owned(),
+            message: e.to_string(),
+        })?;
+        let name = reference.whole();
+        let os = match wasm.get(..8) {
+            Some([0, b'a', b's', b'm', _, _, 0, 0]) => "wasip1",
+            Some([0, b'a', b's', b'm', _, _, 1, 0]) => "wasip2",
+            _ => return Err(PushError::NotWasm(wasm.iter().take(8).copied().collect())),
+        };
+        let client = self.client(&reference);
+        let auth = credentials_for(reference.resolve_registry())?;
+        let fail = |e: OciDistributionError| PushError::Registry {
+            reference: name.clone(),
+            message: e.to_string(),
+        };
+        client
+            .auth(&reference, &auth, oci_client::RegistryOperation::Push)
+            .await
+            .map_err(fail)?;
+        let layer_digest = sha256_digest(wasm);
+        let encode = |value: &serde_json::Value| {
+            serde_json::to_vec(value).map_err(|e| PushError::Registry {
+                reference: name.clone(),
+                message: e.to_string(),
+            })
+        };
+        let (config_media_type, layer_media_type, config_bytes) = match format {
+            PushFormat::Cncf => {
+                let config = WasmConfig {
+                    created: Some(rfc3339_now()),
+                    author: None,
+                    architecture: "wasm".into(),
+                    os: os.into(),
+                    layer_digests: vec![layer_digest.clone()],
+                    component: None,
+                    rootfs: Some(serde_json::json!({"type": "layers", "diff_ids": [EMPTY_TAR_DIFF_ID]})),
+                };
+                let value = serde_json::to_value(&config).unwrap_or_default();
+                (format::WASM_CONFIG_MEDIA_TYPE, format::WASM_LAYER_MEDIA_TYPE, encode(&value)?)
+            }
+            PushFormat::Runwasi => {
+                let value = serde_json::json!({
+                    "created": rfc3339_now(),
+                    "architecture": "wasm",
+                    "os": os,
+                    "config": {"Entrypoint": ["/app.wasm"]},
+                    "rootfs": {"type": "layers", "diff_ids": [EMPTY_TAR_DIFF_ID]},
+                });
+                (
+                    "application/vnd.oci.image.config.v1+json",
+                    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+                    encode(&value)?,
+                )
+            }
+        };
+        let config_digest = sha256_digest(&config_bytes);
+        progress(0, wasm.len() as u64);
+        client.push_blob(&reference, wasm.to_vec(), &layer_digest).await.map_err(fail)?;
+        progress(wasm.len() as u64, wasm.len() as u64);
+        client.push_blob(&reference, config_bytes.clone(), &config_digest).await.map_err(fail)?;
+        let mut manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": config_media_type, "digest": config_digest, "size": config_bytes.len()},
+            "layers": [{"mediaType": layer_media_type, "digest": layer_digest, "size": wasm.len()}],
+        });
+        if format == PushFormat::Cncf {
+            manifest["artifactType"] = serde_json::Value::from(format::WASM_CONFIG_MEDIA_TYPE);
+        }
+        let body = serde_json::to_vec(&manifest).map_err(|e| PushError::Registry {
+            reference: name.clone(),
+            message: e.to_string(),
+        })?;
+        let digest = sha256_digest(&body);
+        let content_type = "application/vnd.oci.image.manifest.v1+json"
+            .parse()
+            .map_err(|e: http::header::InvalidHeaderValue| PushError::Registry {
+                reference: name.clone(),
+                message: e.to_string(),
+            })?;
+        client.push_manifest_raw(&reference, body, content_type).await.map_err(fail)?;
+        Ok(digest)
+    }
+}
+
+/// For an index: `Some(Some(digest))` of the entry to use (a Wasm platform
+/// first, then linux/amd64, then the first), `Some(None)` if it is empty;
+/// `None` when `bytes` is not an index.
+fn index_choice(bytes: &[u8]) -> Option<Option<String>> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let media_type = value.get("mediaType").and_then(|m| m.as_str()).unwrap_or_default();
+    let manifests = value.get("manifests")?.as_array()?;
+    if !INDEX_MEDIA_TYPES.contains(&media_type) && value.get("layers").is_some() {
+        return None;
+    }
+    let platform = |m: &serde_json::Value, key: &str| {
+        m.get("platform")
+            .and_then(|p| p.get(key))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let digest = |m: &serde_json::Value| m.get("digest").and_then(|d| d.as_str()).map(str::to_owned);
+    let wasm = manifests
+        .iter()
+        .find(|m| platform(m, "architecture") == "wasm" || platform(m, "os").starts_with("wasi"));
+    let linux = manifests
+        .iter()
+        .find(|m| platform(m, "os") == "linux" && platform(m, "architecture") == "amd64");
+    Some(wasm.or(linux).or(manifests.first()).and_then(digest))
+}
+
+/// The `.wasm` a plain image's config names: the entrypoint, else cmd.
+fn rootfs_entrypoint(config: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(config).ok()?;
+    let config = value.get("config")?;
+    let first = |key: &str| {
+        config
+            .get(key)
+            .and_then(|v| v.as_array())
+            .and_then(|a| a.first())
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    first("Entrypoint").or_else(|| first("Cmd"))
+}
+
+/// The file at `path` inside a tar layer (gzip or not), if the layer has it.
+fn find_in_layer(layer: &[u8], media_type: &str, path: &str) -> Result<Option<Vec<u8>>, String> {
+    let wanted = path.trim_start_matches('/');
+    let reader: Box<dyn std::io::Read> = if media_type.ends_with("gzip") || layer.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::GzDecoder::new(layer))
+    } else if media_type.ends_with("zstd") {
+        return Err(format!("zstd layers are not supported ({media_type})"));
+    } else {
+        Box::new(layer)
+    };
+    let mut archive = tar::Archive::new(reader);
+    let entries = archive.entries().map_err(|e| format!("reading a layer: {e}"))?;
+    let mut found = None;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| format!("reading a layer: {e}"))?;
+        let entry_path = entry.path().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
+        if entry_path.trim_start_matches("./").trim_start_matches('/') == wanted && entry.header().entry_type().is_file() {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut bytes).map_err(|e| format!("reading {path}: {e}"))?;
+            found = Some(bytes);
+        }
+    }
+    Ok(found)
+}
+
+fn rfc3339_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_over_the_cap_are_refused_before_parsing() {
+        let registry = Registry::new(RegistryOptions::default());
+        let huge = vec![b' '; MAX_MANIFEST_BYTES + 1];
+        let err = registry.check_manifest("r", &huge, "", None).unwrap_err();
+        assert!(matches!(err, PullError::ManifestTooLarge { size, .. } if size == MAX_MANIFEST_BYTES + 1));
+        assert!(err.to_string().contains("exceeds the"));
+        let small = b"{}";
+        let wrong = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+        assert!(matches!(registry.check_manifest("r", small, wrong, None), Err(PullError::Digest { .. })));
+        assert!(registry.check_manifest("r", small, &sha256_digest(small), None).is_ok());
+    }
+
+    #[test]
+    fn loopback_registries_use_plain_http() {
+        assert!(is_loopback("localhost:5000"));
+        assert!(is_loopback("127.0.0.1:5000"));
+        assert!(is_loopback("[::1]:5000"));
+        assert!(!is_loopback("ghcr.io"));
+    }
+
+    #[test]
+    fn dates_are_rfc3339() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_000), (2024, 10, 4));
+        assert!(rfc3339_now().ends_with('Z'));
+    }
+
+    #[test]
+    fn index_prefers_wasm_then_linux_amd64() {
+        let index = serde_json::json!({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                {"digest": "sha256:a", "platform": {"os": "linux", "architecture": "arm64"}},
+                {"digest": "sha256:b", "platform": {"os": "linux", "architecture": "amd64"}},
+                {"digest": "sha256:c", "platform": {"os": "wasip1", "architecture": "wasm"}},
+            ]
+        });
+        assert_eq!(index_choice(&serde_json::to_vec(&index).unwrap()), Some(Some("sha256:c".into())));
+        let manifest = serde_json::json!({"schemaVersion": 2, "layers": []});
+        assert_eq!(index_choice(&serde_json::to_vec(&manifest).unwrap()), None);
+    }
+}
