@@ -32,7 +32,7 @@ pub use digest::Digest;
 pub use engine::AllocationStrategy;
 pub use error::{CacheError, LoadError, RunError};
 pub use exit::{ExitStatus, Outcome};
-pub use serve::{HttpServer, ServeConfig, ServeStats};
+pub use serve::{serve_executor, HttpServer, ServeConfig, ServeStats};
 pub use kill::KillSwitch;
 pub use limits::Limits;
 pub use program::{Program, ProgramKind, WasmFormat};

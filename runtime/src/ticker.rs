@@ -12,6 +12,9 @@ use wasmtime::Engine;
 
 /// How long the ticker keeps ticking after the last guest ended.
 const LINGER: Duration = Duration::from_secs(1);
+/// How often a parked ticker looks for running guests: the delay before a
+/// guest's first tick after idle (deadline checks and yields start then).
+const PARKED_POLL: Duration = Duration::from_millis(100);
 
 #[derive(Default)]
 struct State {
@@ -49,10 +52,10 @@ impl EpochTicker {
     pub(crate) fn running(&self) -> Running {
         let mut state = lock(&self.shared.state);
         state.running += 1;
-        if state.parked {
-            state.parked = false;
-            self.shared.wake.notify_one();
-        }
+        // A parked ticker is not woken here: it polls every PARKED_POLL, so
+        // the first request after idle pays no cross-thread wake-up (costly in
+        // VMs). A kill still bumps the epoch itself, at once.
+        let _ = state.parked;
         Running {
             shared: self.shared.clone(),
         }
@@ -93,8 +96,9 @@ fn tick_loop(shared: &Shared, engine: &Engine, period: Duration) {
                     state.parked = true;
                     state = shared
                         .wake
-                        .wait(state)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                        .wait_timeout(state, PARKED_POLL)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .0;
                 }
                 state.parked = false;
             }

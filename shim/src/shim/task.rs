@@ -49,7 +49,8 @@ struct Container {
     rootfs_mounted: bool,
     stdio_paths: (String, String, String),
     phase: Phase,
-    program: Program,
+    /// `None` for a pod sandbox: it runs nothing (see [`is_pod_sandbox`]).
+    program: Option<Program>,
     /// Taken by Start.
     prepared: Option<(WasmTask, stdio::Stdio)>,
     kill: KillSwitch,
@@ -148,6 +149,16 @@ impl Shared {
     }
 }
 
+/// A CRI pod sandbox container (`io.kubernetes.cri.container-type: sandbox`):
+/// wasmlet runs no pause process for it. Its shim holds the pod's cgroup and
+/// reports the task running until it is killed, which costs one idle shim.
+fn is_pod_sandbox(spec: &oci_spec::runtime::Spec) -> bool {
+    spec.annotations()
+        .as_ref()
+        .and_then(|a| a.get("io.kubernetes.cri.container-type"))
+        .is_some_and(|t| t == "sandbox")
+}
+
 /// Serve an HTTP function until `kill` stops it (SIGTERM drains: status 0).
 fn serve_http(
     runtime: Arc<Runtime>,
@@ -159,11 +170,7 @@ fn serve_http(
     kill: &KillSwitch,
 ) -> Result<wasmlet_runtime::Outcome, String> {
     let server = HttpServer::new(runtime, program, caps, limits, config).map_err(|e| e.to_string())?;
-    let executor = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("wasmlet-http")
-        .enable_all()
-        .build()
-        .map_err(|e| format!("starting the HTTP executor: {e}"))?;
+    let executor = wasmlet_runtime::serve_executor(1).map_err(|e| format!("starting the HTTP executor: {e}"))?;
     let outcome = executor.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| format!("listening: {e}"))?;
         tracing::info!(addr = ?listener.local_addr().ok(), "serving HTTP");
@@ -215,9 +222,37 @@ impl Task for WasmletTask {
         let bundle = PathBuf::from(&req.bundle);
         let rootfs = bundle.join("rootfs");
         let mounted = mount_rootfs(&req.rootfs, &rootfs).await?;
+        let spec = match oci_spec::runtime::Spec::load(bundle.join("config.json")) {
+            Ok(spec) => spec,
+            Err(e) => {
+                if mounted {
+                    unmount_rootfs(&rootfs);
+                }
+                return Err(rpc_error(ttrpc::Code::INVALID_ARGUMENT, format!("reading the bundle's config.json: {e}")));
+            }
+        };
+        if is_pod_sandbox(&spec) {
+            tracing::info!(id = %req.id, "created pod sandbox (no process: the shim holds the pod's cgroup)");
+            *s.container() = Some(Container {
+                id: req.id.clone(),
+                bundle,
+                rootfs_mounted: mounted,
+                stdio_paths: (req.stdin.clone(), req.stdout.clone(), req.stderr.clone()),
+                phase: Phase::Created,
+                program: None,
+                prepared: None,
+                kill: KillSwitch::new(),
+                exit_tx: watch::channel(None).0,
+            });
+            s.events
+                .created(&req.id, &req.bundle, (&req.stdin, &req.stdout, &req.stderr), s.pid)
+                .await;
+            return Ok(api::CreateTaskResponse {
+                pid: s.pid,
+                ..Default::default()
+            });
+        }
         let prepared = async {
-            let spec = oci_spec::runtime::Spec::load(bundle.join("config.json"))
-                .map_err(|e| rpc_error(ttrpc::Code::INVALID_ARGUMENT, format!("reading the bundle's config.json: {e}")))?;
             let task = wasm_task(&spec, &rootfs).map_err(|e| rpc_error(ttrpc::Code::INVALID_ARGUMENT, e.to_string()))?;
             let runtime = s
                 .runtime
@@ -272,7 +307,7 @@ impl Task for WasmletTask {
             rootfs_mounted: mounted,
             stdio_paths: (req.stdin.clone(), req.stdout.clone(), req.stderr.clone()),
             phase: Phase::Created,
-            program,
+            program: Some(program),
             prepared: Some((task, stdio)),
             kill: KillSwitch::new(),
             exit_tx: watch::channel(None).0,
@@ -289,16 +324,42 @@ impl Task for WasmletTask {
     async fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> RpcResult<api::StartResponse> {
         no_exec(&req.exec_id)?;
         let s = self.shared.clone();
-        let (program, task, stdio, kill) = s.with(&req.id, |c| {
+        let sandbox = s.with(&req.id, |c| {
             if c.phase != Phase::Created {
                 return Err(rpc_error(ttrpc::Code::FAILED_PRECONDITION, format!("container {} was already started", c.id)));
             }
+            if c.program.is_some() {
+                return Ok(None);
+            }
+            c.phase = Phase::Running;
+            Ok(Some(c.kill.clone()))
+        })?;
+        if let Some(kill) = sandbox {
+            // Like pause: alive until signalled; SIGTERM/SIGINT are a clean exit.
+            let waiter = s.clone();
+            let id = req.id.clone();
+            tokio::spawn(async move {
+                let signal = kill.signaled().await;
+                let status = if matches!(signal, libc::SIGTERM | libc::SIGINT) { 0 } else { 128 + signal as u32 };
+                waiter.finish(&id, status, false).await;
+            });
+            s.events.started(&req.id, s.pid).await;
+            return Ok(api::StartResponse {
+                pid: s.pid,
+                ..Default::default()
+            });
+        }
+        let (program, task, stdio, kill) = s.with(&req.id, |c| {
+            let program = c
+                .program
+                .clone()
+                .ok_or_else(|| rpc_error(ttrpc::Code::FAILED_PRECONDITION, "container has no program"))?;
             let (task, stdio) = c
                 .prepared
                 .take()
                 .ok_or_else(|| rpc_error(ttrpc::Code::FAILED_PRECONDITION, "container has no prepared process"))?;
             c.phase = Phase::Running;
-            Ok((c.program.clone(), task, stdio, c.kill.clone()))
+            Ok((program, task, stdio, c.kill.clone()))
         })?;
         let runtime = s
             .runtime
