@@ -2,6 +2,7 @@
 //! and guest programs are, and how to run the CLI against a private cache.
 
 pub mod containerd;
+pub mod cri;
 pub mod oci;
 pub mod registry;
 

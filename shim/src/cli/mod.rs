@@ -6,6 +6,7 @@
 
 mod compile;
 mod images;
+mod install;
 mod run;
 mod serve;
 
@@ -38,6 +39,7 @@ enum Command {
     /// List the images in the local store
     Images,
     Rmi(images::RmiArgs),
+    NodeInstall(install::InstallArgs),
     /// containerd stream processor: Wasm layer on stdin, empty tar on stdout
     #[command(hide = true)]
     UnpackWasmLayer,
@@ -58,6 +60,7 @@ pub fn main() -> i32 {
         Command::Images => return images::images(&cache_dir),
         Command::Rmi(args) => return images::rmi(&cache_dir, args),
         Command::UnpackWasmLayer => return images::unpack_wasm_layer(),
+        Command::NodeInstall(args) => return install::install(args),
         other => other,
     };
     let config = RuntimeConfig {
@@ -75,7 +78,7 @@ pub fn main() -> i32 {
         Command::Run(args) => run::run(&runtime, args),
         Command::Compile(args) => compile::compile(&runtime, args),
         Command::Serve(args) => serve::serve(runtime, args),
-        Command::Push(_) | Command::Pull(_) | Command::Images | Command::Rmi(_) | Command::UnpackWasmLayer => {
+        Command::Push(_) | Command::Pull(_) | Command::Images | Command::Rmi(_) | Command::UnpackWasmLayer | Command::NodeInstall(_) => {
             unreachable!("handled above")
         }
     }

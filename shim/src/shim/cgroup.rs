@@ -52,7 +52,25 @@ impl ContainerCgroup {
             let m = containerd_shim::cgroup::collect_metrics_v2(&self.cgroup)?;
             ("io.containerd.cgroups.v2.Metrics", m.write_to_bytes()?)
         } else {
-            let m = containerd_shim::cgroup::collect_metrics(&self.cgroup)?;
+            let mut m = containerd_shim::cgroup::collect_metrics(&self.cgroup)?;
+            // The crate reads CPU usage from cgroup v2's cpu.stat only; on v1
+            // it lives in cpuacct (what `kubectl top` and CRI stats report).
+            if let Some(acct) = self.cgroup.controller_of::<cgroups_rs::fs::cpuacct::CpuAcctController>() {
+                let acct = acct.cpuacct();
+                let usage = m.cpu.mut_or_insert_default().usage.mut_or_insert_default();
+                usage.total = acct.usage;
+                usage.per_cpu = acct.usage_percpu.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+                // cpuacct.stat is in USER_HZ ticks.
+                // SAFETY: sysconf has no preconditions.
+                let tick_ns = 1_000_000_000 / (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64);
+                for line in acct.stat.lines() {
+                    match line.split_once(' ') {
+                        Some(("user", v)) => usage.user = v.trim().parse::<u64>().unwrap_or(0) * tick_ns,
+                        Some(("system", v)) => usage.kernel = v.trim().parse::<u64>().unwrap_or(0) * tick_ns,
+                        _ => {}
+                    }
+                }
+            }
             ("io.containerd.cgroups.v1.Metrics", m.write_to_bytes()?)
         };
         Ok(Any {

@@ -32,6 +32,12 @@ pub fn run(flags: Flags) -> anyhow::Result<()> {
         anyhow::bail!("the daemon needs -socket");
     }
     init_logging(flags.debug);
+    // One malloc arena: the shim's threads allocate little, and an arena per
+    // thread would be private memory in every idle container.
+    // SAFETY: mallopt only tunes the allocator; called before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
     // Join the container's cgroup before anything else, so what the runtime
     // allocates is charged to the container (cgroup v1 does not move charges).
     let cgroup = match oci_spec::runtime::Spec::load("config.json") {
@@ -52,24 +58,28 @@ pub fn run(flags: Flags) -> anyhow::Result<()> {
 }
 
 async fn serve(flags: Flags, cgroup: Option<ContainerCgroup>) -> anyhow::Result<()> {
-    let runtime: SharedRuntime = Arc::default();
-    let building = {
-        let runtime = runtime.clone();
-        tokio::task::spawn_blocking(move || match Runtime::new(runtime_config()) {
-            Ok(built) => {
-                let _ = runtime.set(Arc::new(built));
-            }
-            Err(err) => tracing::error!(error = %format!("{err:#}"), "creating the Wasm runtime"),
+    // Build the engine while the Task API already answers: containerd spends
+    // a few ms between connecting and calling Create, which hides it.
+    let (built, runtime) = SharedRuntime::building();
+    std::thread::Builder::new()
+        .name("wasmlet-engine".into())
+        .spawn(move || {
+            let outcome = Runtime::new(runtime_config()).map(Arc::new).map_err(|err| {
+                tracing::error!(error = %format!("{err:#}"), "creating the Wasm runtime");
+                format!("{err:#}")
+            });
+            let _ = built.send(Some(outcome));
         })
-    };
+        .context("starting the engine thread")?;
     let ttrpc_address = std::env::var(super::TTRPC_ADDRESS_ENV).context("TTRPC_ADDRESS is not set")?;
     let publisher = RemotePublisher::new(&ttrpc_address)
         .await
         .with_context(|| format!("connecting to containerd's events at {ttrpc_address}"))?;
     let exit = Arc::new(ExitSignal::default());
+    let events = Events::new(publisher, flags.namespace.clone());
     let task: Arc<dyn containerd_shim::protos::shim_async::Task + Send + Sync> = Arc::new(WasmletTask::new(
         runtime,
-        Events::new(publisher, flags.namespace.clone()),
+        events.clone(),
         exit.clone(),
         cgroup,
         (flags.address.clone(), flags.namespace.clone()),
@@ -82,13 +92,12 @@ async fn serve(flags: Flags, cgroup: Option<ContainerCgroup>) -> anyhow::Result<
     let mut server = Server::new()
         .add_listener(Listener::try_from(listener).context("creating the ttrpc listener")?)
         .register_service(services);
-    // Create needs the runtime: do not accept calls before it exists.
-    building.await.context("building the runtime")?;
     server.start().await.context("starting the ttrpc server")?;
     release_start_process();
     ignore_termination_signals();
     tracing::debug!(socket = %flags.socket, "serving");
     exit.wait().await;
+    events.flush().await;
     let _ = server.shutdown().await;
     let _ = std::fs::remove_file(socket_path(&flags.socket));
     Ok(())

@@ -1,5 +1,10 @@
 //! Publishing task events to containerd (what `ctr events`, `ctr run` and the
 //! CRI plugin watch).
+//!
+//! Events go through one ordered queue drained by a forwarder task, so an
+//! RPC never waits for containerd to take its event (as runc's shim), and
+//! TaskExit still reaches containerd before TaskDelete. The daemon flushes
+//! the queue before it exits.
 
 use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskOOM, TaskStart};
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
@@ -7,20 +12,49 @@ use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::protos::topics;
 use containerd_shim::publisher::RemotePublisher;
 
+enum Queued {
+    Event(&'static str, Box<dyn MessageDyn>),
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
 pub struct Events {
-    publisher: RemotePublisher,
-    namespace: String,
+    queue: tokio::sync::mpsc::UnboundedSender<Queued>,
 }
 
 impl Events {
+    /// Start the forwarder on the current tokio runtime.
     pub fn new(publisher: RemotePublisher, namespace: String) -> Self {
-        Self { publisher, namespace }
+        let (queue, mut rx) = tokio::sync::mpsc::unbounded_channel::<Queued>();
+        tokio::spawn(async move {
+            while let Some(queued) = rx.recv().await {
+                match queued {
+                    Queued::Event(topic, event) => {
+                        let ctx = containerd_shim::protos::ttrpc::context::Context::default();
+                        if let Err(err) = publisher.publish(ctx, topic, &namespace, event).await {
+                            tracing::warn!(topic, error = %err, "publishing event");
+                        }
+                    }
+                    Queued::Flush(done) => {
+                        let _ = done.send(());
+                    }
+                }
+            }
+        });
+        Self { queue }
     }
 
-    async fn publish(&self, topic: &str, event: Box<dyn MessageDyn>) {
-        let ctx = containerd_shim::protos::ttrpc::context::Context::default();
-        if let Err(err) = self.publisher.publish(ctx, topic, &self.namespace, event).await {
-            tracing::warn!(topic, error = %err, "publishing event");
+    async fn publish(&self, topic: &'static str, event: Box<dyn MessageDyn>) {
+        if self.queue.send(Queued::Event(topic, event)).is_err() {
+            tracing::warn!(topic, "event forwarder gone; event dropped");
+        }
+    }
+
+    /// Wait until every event queued so far has been sent.
+    pub async fn flush(&self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.queue.send(Queued::Flush(done)).is_ok() {
+            let _ = wait.await;
         }
     }
 

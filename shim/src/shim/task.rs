@@ -27,8 +27,33 @@ fn rpc_error(code: ttrpc::Code, message: impl Into<String>) -> ttrpc::Error {
 }
 
 /// The runtime, built once per daemon in the background while containerd
-/// prepares the Create call.
-pub type SharedRuntime = Arc<tokio::sync::OnceCell<Arc<Runtime>>>;
+/// prepares the Create call (the Task API is served meanwhile).
+#[derive(Clone)]
+pub struct SharedRuntime {
+    rx: watch::Receiver<Option<Result<Arc<Runtime>, String>>>,
+}
+
+impl SharedRuntime {
+    /// A runtime being built; send its outcome on the returned sender.
+    pub fn building() -> (watch::Sender<Option<Result<Arc<Runtime>, String>>>, Self) {
+        let (tx, rx) = watch::channel(None);
+        (tx, Self { rx })
+    }
+
+    /// The runtime, once built.
+    async fn wait(&self) -> RpcResult<Arc<Runtime>> {
+        let mut rx = self.rx.clone();
+        let built = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| rpc_error(ttrpc::Code::UNAVAILABLE, "the Wasm runtime was never built"))?;
+        match built.as_ref() {
+            Some(Ok(runtime)) => Ok(runtime.clone()),
+            Some(Err(err)) => Err(rpc_error(ttrpc::Code::UNAVAILABLE, format!("the Wasm runtime failed to start: {err}"))),
+            None => Err(rpc_error(ttrpc::Code::INTERNAL, "runtime state vanished")),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -254,11 +279,7 @@ impl Task for WasmletTask {
         }
         let prepared = async {
             let task = wasm_task(&spec, &rootfs).map_err(|e| rpc_error(ttrpc::Code::INVALID_ARGUMENT, e.to_string()))?;
-            let runtime = s
-                .runtime
-                .get()
-                .cloned()
-                .ok_or_else(|| rpc_error(ttrpc::Code::UNAVAILABLE, "the Wasm runtime failed to start (see the shim log)"))?;
+            let runtime = s.runtime.wait().await?;
             let runtime_for_link = runtime.clone();
             let program = match task.wasm.clone() {
                 Some(wasm) => tokio::task::spawn_blocking(move || runtime.load_file(&wasm, false)).await,
@@ -361,11 +382,7 @@ impl Task for WasmletTask {
             c.phase = Phase::Running;
             Ok((program, task, stdio, c.kill.clone()))
         })?;
-        let runtime = s
-            .runtime
-            .get()
-            .cloned()
-            .ok_or_else(|| rpc_error(ttrpc::Code::UNAVAILABLE, "the Wasm runtime is not ready"))?;
+        let runtime = s.runtime.wait().await?;
         // An HTTP function listens before Start returns, so readiness probes
         // pass at once; a port already taken fails Start with the cause.
         let listener = if program.kind() == ProgramKind::HttpProxy {

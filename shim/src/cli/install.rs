@@ -1,0 +1,232 @@
+//! `wasmlet node-install`: put the shim on a node and register it with
+//! containerd, idempotently and without touching anything else.
+//!
+//! 1. Copies `containerd-shim-wasmlet-v1` and `wasmlet` (found beside this
+//!    binary) into `--bin-dir` (default `/usr/local/bin`), via temp + rename,
+//!    only when their contents differ.
+//! 2. Edits containerd's config (`toml_edit`, so comments, order and every
+//!    other runtime stay as they were): the `wasmlet` runtime handler under
+//!    the CRI plugin (config version 2: `io.containerd.grpc.v1.cri`; version 3:
+//!    `io.containerd.cri.v1.runtime`) and the stream processor that lets
+//!    containerd before 1.6.25/1.7.7 unpack raw Wasm layers. The file is
+//!    rewritten (atomically, first saving `config.toml.wasmlet-backup`) only
+//!    when something changed. containerd must be restarted to read it.
+
+use clap::Args;
+use std::path::{Path, PathBuf};
+use toml_edit::{value, Array, DocumentMut, Item, Table};
+
+const SHIM: &str = "containerd-shim-wasmlet-v1";
+const CLI: &str = "wasmlet";
+const WASM_LAYER_TYPES: &[&str] = &[
+    "application/wasm",
+    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+    "application/vnd.wasm.content.layer.v1+wasm",
+    "application/vnd.module.wasm.content.layer.v1+wasm",
+];
+
+/// Install the shim on this node and register it with containerd
+#[derive(Args, Debug)]
+pub struct InstallArgs {
+    /// containerd's config file (created if missing)
+    #[arg(long, default_value = "/etc/containerd/config.toml")]
+    containerd_config: PathBuf,
+    /// Where containerd finds shims (on its PATH)
+    #[arg(long, default_value = "/usr/local/bin")]
+    bin_dir: PathBuf,
+    /// The node's root filesystem as mounted in this container (DaemonSet: /host);
+    /// the two paths above are taken inside it
+    #[arg(long, default_value = "/")]
+    host_root: PathBuf,
+    /// Runtime handler name (the RuntimeClass `handler`)
+    #[arg(long, default_value = "wasmlet")]
+    handler: String,
+}
+
+fn under(root: &Path, path: &Path) -> PathBuf {
+    root.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+pub fn install(args: InstallArgs) -> i32 {
+    match run(&args) {
+        Ok(changes) if changes.is_empty() => {
+            println!("wasmlet is already installed; nothing changed");
+            0
+        }
+        Ok(changes) => {
+            for change in changes {
+                println!("{change}");
+            }
+            println!("restart containerd to load the new configuration");
+            0
+        }
+        Err(err) => {
+            eprintln!("wasmlet: node-install: {err}");
+            1
+        }
+    }
+}
+
+fn run(args: &InstallArgs) -> Result<Vec<String>, String> {
+    let mut changes = Vec::new();
+    let bin_dir = under(&args.host_root, &args.bin_dir);
+    let here = std::env::current_exe()
+        .map_err(|e| format!("locating this binary: {e}"))?
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or("this binary has no folder")?;
+    std::fs::create_dir_all(&bin_dir).map_err(|e| format!("creating {}: {e}", bin_dir.display()))?;
+    for name in [SHIM, CLI] {
+        let source = here.join(name);
+        let target = bin_dir.join(name);
+        if copy_if_changed(&source, &target)? {
+            changes.push(format!("installed {}", target.display()));
+        }
+    }
+    let config_path = under(&args.host_root, &args.containerd_config);
+    let original = match std::fs::read_to_string(&config_path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("reading {}: {e}", config_path.display())),
+    };
+    let wasmlet_bin = args.bin_dir.join(CLI);
+    let updated = configure(original.as_deref().unwrap_or(""), &args.handler, &wasmlet_bin)?;
+    if original.as_deref() != Some(updated.as_str()) {
+        if let Some(original) = &original {
+            let backup = config_path.with_extension("toml.wasmlet-backup");
+            if !backup.exists() {
+                std::fs::write(&backup, original).map_err(|e| format!("writing {}: {e}", backup.display()))?;
+            }
+        }
+        write_atomically(&config_path, updated.as_bytes())?;
+        changes.push(format!("registered runtime `{}` in {}", args.handler, config_path.display()));
+    }
+    Ok(changes)
+}
+
+fn copy_if_changed(source: &Path, target: &Path) -> Result<bool, String> {
+    let bytes = std::fs::read(source).map_err(|e| format!("reading {}: {e}", source.display()))?;
+    if std::fs::read(target).is_ok_and(|existing| existing == bytes) {
+        return Ok(false);
+    }
+    write_atomically(target, &bytes)?;
+    std::fs::set_permissions(target, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .map_err(|e| format!("chmod {}: {e}", target.display()))?;
+    Ok(true)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = path.parent().ok_or_else(|| format!("{} has no folder", path.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let tmp = dir.join(format!(".{}.wasmlet-tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
+    std::fs::write(&tmp, bytes).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("renaming into {}: {e}", path.display()))
+}
+
+/// A table at `path` under `root`, created (as a standard table) if missing.
+fn table_at<'a>(root: &'a mut Table, path: &[&str]) -> Result<&'a mut Table, String> {
+    let mut table = root;
+    for key in path {
+        let item = table.entry(key).or_insert_with(|| {
+            let mut t = Table::new();
+            t.set_implicit(true);
+            Item::Table(t)
+        });
+        table = item
+            .as_table_mut()
+            .ok_or_else(|| format!("`{key}` in containerd's config is not a table"))?;
+    }
+    Ok(table)
+}
+
+/// containerd's config text with the wasmlet runtime and stream processor.
+pub fn configure(text: &str, handler: &str, wasmlet_bin: &Path) -> Result<String, String> {
+    let mut doc: DocumentMut = text.parse().map_err(|e| format!("containerd's config is not valid TOML: {e}"))?;
+    match doc.get("version").and_then(Item::as_integer) {
+        Some(2) | Some(3) => {}
+        None if text.trim().is_empty() => doc["version"] = value(2),
+        _ => return Err("containerd config version 1 (or no version) is not supported; migrate it with `containerd config migrate`".into()),
+    }
+    let version = doc.get("version").and_then(Item::as_integer).unwrap_or(2);
+    let runtimes_path: &[&str] = if version >= 3 {
+        &["plugins", "io.containerd.cri.v1.runtime", "containerd", "runtimes"]
+    } else {
+        &["plugins", "io.containerd.grpc.v1.cri", "containerd", "runtimes"]
+    };
+    let root = doc.as_table_mut();
+    let runtimes = table_at(root, runtimes_path)?;
+    let runtime = table_at(runtimes, &[handler])?;
+    runtime.set_implicit(false);
+    if runtime.get("runtime_type").and_then(Item::as_str) != Some("io.containerd.wasmlet.v1") {
+        runtime["runtime_type"] = value("io.containerd.wasmlet.v1");
+    }
+    let processors = table_at(doc.as_table_mut(), &["stream_processors", "io.containerd.wasmlet.wasm-layer"])?;
+    processors.set_implicit(false);
+    let mut accepts = Array::new();
+    for media_type in WASM_LAYER_TYPES {
+        accepts.push(*media_type);
+    }
+    let wanted_path = wasmlet_bin.display().to_string();
+    let same = processors.get("path").and_then(Item::as_str) == Some(wanted_path.as_str())
+        && processors.get("returns").and_then(Item::as_str) == Some("application/vnd.oci.image.layer.v1.tar")
+        && processors
+            .get("accepts")
+            .and_then(Item::as_array)
+            .is_some_and(|a| a.iter().filter_map(|v| v.as_str()).eq(WASM_LAYER_TYPES.iter().copied()));
+    if !same {
+        processors["accepts"] = value(accepts);
+        processors["returns"] = value("application/vnd.oci.image.layer.v1.tar");
+        processors["path"] = value(wanted_path);
+        let mut args = Array::new();
+        args.push("unpack-wasm-layer");
+        processors["args"] = value(args);
+    }
+    Ok(doc.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::configure;
+    use std::path::Path;
+
+    const V2: &str = r#"version = 2
+# the node's own settings stay
+[plugins."io.containerd.grpc.v1.cri".containerd]
+  default_runtime_name = "runc"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+      SystemdCgroup = true
+"#;
+
+    #[test]
+    fn adds_the_runtime_and_keeps_everything_else() {
+        let once = configure(V2, "wasmlet", Path::new("/usr/local/bin/wasmlet")).unwrap();
+        assert!(once.starts_with(V2), "existing text changed:\n{once}");
+        let doc: toml_edit::DocumentMut = once.parse().unwrap();
+        let runtimes = &doc["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"];
+        assert_eq!(runtimes["wasmlet"]["runtime_type"].as_str(), Some("io.containerd.wasmlet.v1"));
+        assert_eq!(runtimes["runc"]["options"]["SystemdCgroup"].as_bool(), Some(true));
+        assert_eq!(doc["stream_processors"]["io.containerd.wasmlet.wasm-layer"]["path"].as_str(), Some("/usr/local/bin/wasmlet"));
+        let twice = configure(&once, "wasmlet", Path::new("/usr/local/bin/wasmlet")).unwrap();
+        assert_eq!(once, twice, "not idempotent");
+    }
+
+    #[test]
+    fn version_3_uses_the_cri_runtime_plugin() {
+        let text = "version = 3\n[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]\n  runtime_type = 'io.containerd.runc.v2'\n";
+        let out = configure(text, "wasmlet", Path::new("/usr/local/bin/wasmlet")).unwrap();
+        let doc: toml_edit::DocumentMut = out.parse().unwrap();
+        let runtimes = &doc["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]["runtimes"];
+        assert_eq!(runtimes["wasmlet"]["runtime_type"].as_str(), Some("io.containerd.wasmlet.v1"));
+        assert_eq!(runtimes["runc"]["runtime_type"].as_str(), Some("io.containerd.runc.v2"));
+    }
+
+    #[test]
+    fn empty_config_becomes_version_2_and_version_1_is_refused() {
+        let out = configure("", "wasmlet", Path::new("/usr/local/bin/wasmlet")).unwrap();
+        assert!(out.contains("version = 2"));
+        assert!(configure("version = 1\n", "wasmlet", Path::new("/x")).is_err());
+        assert!(configure("not toml [", "wasmlet", Path::new("/x")).is_err());
+    }
+}

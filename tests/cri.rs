@@ -1,0 +1,123 @@
+//! The Kubernetes path: containerd's CRI plugin driven as kubelet drives it
+//! (k8s-cri's gRPC client), with the runtime handler `wasmlet`.
+
+use k8s_cri::v1::*;
+use std::time::Duration;
+use wasmlet_tests::containerd::Containerd;
+use wasmlet_tests::cri::{import_k8s, import_pause_image, Cri};
+use wasmlet_tests::{guest, http_guest, oci};
+
+const IMAGE: &str = "docker.io/wasmlet/cri-guests:latest";
+
+fn setup() -> (Containerd, tempfile::TempDir) {
+    let c = Containerd::start();
+    import_pause_image(&c);
+    let work = tempfile::tempdir().unwrap();
+    let mut files: Vec<(String, Vec<u8>)> = ["hello", "exit", "sleep", "memhog"]
+        .iter()
+        .map(|n| (format!("/{n}.wasm"), std::fs::read(guest(n, false)).unwrap()))
+        .collect();
+    files.push(("/http.wasm".into(), std::fs::read(http_guest("echo")).unwrap()));
+    let refs: Vec<(&str, &[u8], u32)> = files.iter().map(|(p, b)| (p.as_str(), b.as_slice(), 0o644)).collect();
+    import_k8s(&c, &oci::image_archive(work.path(), IMAGE, &refs, &["/hello.wasm"]));
+    (c, work)
+}
+
+fn log_lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_owned).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasm_pod_through_cri_logs_statuses_stats_probe_restart_and_cleanup() {
+    let (c, work) = setup();
+    let mut cri = Cri::connect(&c).await;
+    let logs = work.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let pod_config = Cri::pod_config("wasm-pod", &logs);
+    let pod = cri.run_pod(&pod_config, "wasmlet").await;
+    let cgroup_parent = pod_config.linux.as_ref().unwrap().cgroup_parent.clone();
+
+    // Completed, with the output in kubelet's log format.
+    let hello = cri.create_container(&pod, &pod_config, Cri::container_config("hello", 0, IMAGE, &["/hello.wasm"], &[], 0)).await;
+    cri.start_container(&hello).await;
+    let status = cri.wait_state(&hello, ContainerState::ContainerExited, Duration::from_secs(30)).await;
+    assert_eq!((status.exit_code, status.reason.as_str()), (0, "Completed"), "{status:?}");
+    let lines = log_lines(&logs.join("hello_0.log"));
+    assert!(lines.iter().any(|l| l.ends_with(" stdout F hello from wasmlet")), "{lines:?}");
+
+    // Error and OOMKilled.
+    let failing = cri.create_container(&pod, &pod_config, Cri::container_config("exit", 0, IMAGE, &["/exit.wasm", "3"], &[], 0)).await;
+    cri.start_container(&failing).await;
+    let status = cri.wait_state(&failing, ContainerState::ContainerExited, Duration::from_secs(30)).await;
+    assert_eq!((status.exit_code, status.reason.as_str()), (3, "Error"), "{status:?}");
+    let hog = cri
+        .create_container(&pod, &pod_config, Cri::container_config("hog", 0, IMAGE, &["/memhog.wasm", "200"], &[], 64 << 20))
+        .await;
+    cri.start_container(&hog).await;
+    let status = cri.wait_state(&hog, ContainerState::ContainerExited, Duration::from_secs(30)).await;
+    assert_eq!((status.exit_code, status.reason.as_str()), (137, "OOMKilled"), "{status:?}");
+
+    // Running: stats from its cgroup, listed, then stopped.
+    let sleeper = cri
+        .create_container(&pod, &pod_config, Cri::container_config("sleep", 0, IMAGE, &["/sleep.wasm"], &[], 128 << 20))
+        .await;
+    cri.start_container(&sleeper).await;
+    cri.wait_state(&sleeper, ContainerState::ContainerRunning, Duration::from_secs(10)).await;
+    let cgroup = std::path::Path::new("/sys/fs/cgroup/memory").join(cgroup_parent.trim_start_matches('/')).join(&sleeper);
+    assert_eq!(std::fs::read_to_string(cgroup.join("memory.limit_in_bytes")).unwrap().trim(), (128u64 << 20).to_string());
+    let stats = cri
+        .runtime
+        .container_stats(ContainerStatsRequest { container_id: sleeper.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap();
+    let working_set = stats.memory.and_then(|m| m.working_set_bytes).map_or(0, |v| v.value);
+    assert!(working_set > 1 << 20, "working set {working_set}");
+    assert!(stats.cpu.and_then(|c| c.usage_core_nano_seconds).is_some_and(|v| v.value > 0));
+    let listed = cri.runtime.list_containers(ListContainersRequest::default()).await.unwrap().into_inner().containers;
+    assert!(listed.iter().any(|c| c.id == sleeper && c.state == ContainerState::ContainerRunning as i32));
+    cri.runtime
+        .stop_container(StopContainerRequest { container_id: sleeper.clone(), timeout: 5 })
+        .await
+        .unwrap();
+    let status = cri.status(&sleeper).await;
+    assert_eq!(status.state, ContainerState::ContainerExited as i32, "{status:?}");
+    cri.runtime
+        .remove_container(RemoveContainerRequest { container_id: sleeper.clone() })
+        .await
+        .unwrap();
+
+    // A TCP probe passes as soon as StartContainer returns.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port_text = port.to_string();
+    let web = cri
+        .create_container(&pod, &pod_config, Cri::container_config("web", 0, IMAGE, &["/http.wasm"], &[("PORT", &port_text)], 64 << 20))
+        .await;
+    cri.start_container(&web).await;
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(), "TCP probe failed right after StartContainer");
+    let response = wasmlet_tests::http_request(&format!("127.0.0.1:{port}"), "GET", "/probe", &[], b"").unwrap();
+    assert_eq!(response.status, 200);
+    assert!(response.text().starts_with("GET /probe\n"));
+
+    // Restart: the same container created again after it exited.
+    let again = cri.create_container(&pod, &pod_config, Cri::container_config("hello", 1, IMAGE, &["/hello.wasm"], &[], 0)).await;
+    cri.start_container(&again).await;
+    let status = cri.wait_state(&again, ContainerState::ContainerExited, Duration::from_secs(30)).await;
+    assert_eq!(status.exit_code, 0);
+    assert!(log_lines(&logs.join("hello_1.log")).iter().any(|l| l.ends_with(" stdout F hello from wasmlet")));
+
+    // Removing the pod stops what still runs and cleans everything up.
+    cri.remove_pod(&pod).await;
+    let pods = cri.runtime.list_pod_sandbox(ListPodSandboxRequest::default()).await.unwrap().into_inner().items;
+    assert!(pods.iter().all(|p| p.id != pod), "pod still listed");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !std::path::Path::new("/sys/fs/cgroup/memory").join(cgroup_parent.trim_start_matches('/')).join(&web).exists(),
+        "container cgroup left behind"
+    );
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(!mounts.contains(&pod) && !mounts.contains(&web), "mounts left behind");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the HTTP function still listens");
+}
