@@ -26,7 +26,7 @@ pub fn open(stdin: &str, stdout: &str, stderr: &str) -> std::io::Result<Stdio> {
 }
 
 /// containerd's writer may connect to the stdin FIFO after the guest starts
-/// reading (and `ctr run` without `-i` never connects), so the guest never
+/// reading (a client may also never attach to it), so the guest never
 /// reads the FIFO directly, which would see a premature end-of-file. A thread
 /// blocks in `open` until the writer arrives and copies into a pipe that the
 /// guest reads; when containerd closes its end (CloseIO), the guest sees EOF.
