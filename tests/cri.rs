@@ -89,6 +89,32 @@ async fn wasm_pod_through_cri_logs_statuses_stats_probe_restart_and_cleanup() {
         .await
         .unwrap();
 
+    // In-place resize: a lower memory limit reaches the running guest too.
+    let grower = cri
+        .create_container(&pod, &pod_config, Cri::container_config("grow", 0, IMAGE, &["/memhog.wasm", "200", "40"], &[], 256 << 20))
+        .await;
+    cri.start_container(&grower).await;
+    cri.wait_state(&grower, ContainerState::ContainerRunning, Duration::from_secs(10)).await;
+    cri.runtime
+        .update_container_resources(UpdateContainerResourcesRequest {
+            container_id: grower.clone(),
+            linux: Some(LinuxContainerResources {
+                memory_limit_in_bytes: 64 << 20,
+                cpu_shares: 256,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let grow_cgroup = std::path::Path::new("/sys/fs/cgroup/memory").join(cgroup_parent.trim_start_matches('/')).join(&grower);
+    assert_eq!(std::fs::read_to_string(grow_cgroup.join("memory.limit_in_bytes")).unwrap().trim(), (64u64 << 20).to_string());
+    let status = cri.wait_state(&grower, ContainerState::ContainerExited, Duration::from_secs(30)).await;
+    assert_eq!((status.exit_code, status.reason.as_str()), (137, "OOMKilled"), "{status:?}");
+    let lines = log_lines(&logs.join("grow_0.log"));
+    assert!(lines.iter().any(|l| l.ends_with("allocated 48 MiB")), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("allocated 64 MiB") || l.contains("done")), "the old limit still applied: {lines:?}");
+
     // A TCP probe passes as soon as StartContainer returns.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let port_text = port.to_string();

@@ -34,6 +34,6 @@ pub use error::{CacheError, LoadError, RunError};
 pub use exit::{ExitStatus, Outcome};
 pub use serve::{serve_executor, HttpServer, ServeConfig, ServeStats};
 pub use kill::KillSwitch;
-pub use limits::Limits;
+pub use limits::{Limits, MemoryCap};
 pub use program::{Program, ProgramKind, WasmFormat};
 pub use run::{Entry, Runtime};

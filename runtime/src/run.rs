@@ -295,7 +295,7 @@ impl Runtime {
         let mut store = self.new_store(
             ModuleState {
                 wasi,
-                limiter: MemoryLimiter::new(limits.memory),
+                limiter: MemoryLimiter::for_limits(limits),
             },
             limits,
             kill,
@@ -355,7 +355,7 @@ impl Runtime {
             ComponentState {
                 ctx,
                 table: ResourceTable::new(),
-                limiter: MemoryLimiter::new(limits.memory),
+                limiter: MemoryLimiter::for_limits(limits),
             },
             limits,
             kill,

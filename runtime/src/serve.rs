@@ -342,13 +342,14 @@ impl HttpServer {
             ctx: wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            limiter: MemoryLimiter::new(inner.limits.memory),
+            limiter: MemoryLimiter::for_limits(&inner.limits),
             hooks: HttpHooks {
                 network: inner.caps.network,
             },
         };
         let limits = Limits {
             memory: inner.limits.memory,
+            memory_cap: inner.limits.memory_cap.clone(),
             deadline: Some(deadline.saturating_duration_since(tokio::time::Instant::now())),
         };
         let mut store: Store<HttpState> = inner.runtime.new_store(state, &limits, &inner.hard_kill);

@@ -130,7 +130,7 @@ fn memory_limit_makes_grow_fail_and_exceeding_initial_memory_is_oom() {
     let (memgrow, _) = rt.load_bytes(&wat("memgrow"), "memgrow.wat", false).unwrap();
     let run = |program, memory| {
         executor()
-            .block_on(rt.run(program, &Entry::Default, Capabilities::default(), &Limits { memory, deadline: None }, &KillSwitch::new()))
+            .block_on(rt.run(program, &Entry::Default, Capabilities::default(), &Limits { memory, ..Default::default() }, &KillSwitch::new()))
             .unwrap()
     };
     assert_eq!(run(&memgrow, Some(3 << 20)).status, ExitStatus::Exited(3));

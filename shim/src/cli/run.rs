@@ -55,6 +55,7 @@ pub fn run(runtime: &Runtime, args: RunArgs) -> i32 {
     let limits = Limits {
         memory: args.memory,
         deadline: args.timeout,
+        ..Default::default()
     };
     let executor = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,

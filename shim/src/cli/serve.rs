@@ -68,7 +68,7 @@ pub fn serve(runtime: Arc<Runtime>, args: ServeArgs) -> i32 {
     };
     let limits = Limits {
         memory: args.memory,
-        deadline: None,
+        ..Default::default()
     };
     let server = match HttpServer::new(runtime, &program, caps, limits, config) {
         Ok(server) => server,

@@ -165,7 +165,12 @@ pub fn wasm_task(spec: &Spec, rootfs: &Path) -> Result<WasmTask, SpecError> {
             network: annotated || host_network,
             ..Default::default()
         },
-        limits: Limits { memory, deadline: None },
+        limits: Limits {
+            memory,
+            // Shared with the running guest so Update can change it.
+            memory_cap: Some(wasmlet_runtime::MemoryCap::new(memory)),
+            deadline: None,
+        },
     })
 }
 

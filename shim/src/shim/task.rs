@@ -80,6 +80,8 @@ struct Container {
     prepared: Option<(WasmTask, stdio::Stdio)>,
     kill: KillSwitch,
     exit_tx: watch::Sender<Option<Exit>>,
+    /// The running guest's memory cap, which Update changes.
+    memory_cap: Option<wasmlet_runtime::MemoryCap>,
 }
 
 pub struct WasmletTask {
@@ -268,6 +270,7 @@ impl Task for WasmletTask {
                 prepared: None,
                 kill: KillSwitch::new(),
                 exit_tx: watch::channel(None).0,
+                memory_cap: None,
             });
             s.events
                 .created(&req.id, &req.bundle, (&req.stdin, &req.stdout, &req.stderr), s.pid)
@@ -328,6 +331,7 @@ impl Task for WasmletTask {
             rootfs_mounted: mounted,
             stdio_paths: (req.stdin.clone(), req.stdout.clone(), req.stderr.clone()),
             phase: Phase::Created,
+            memory_cap: task.limits.memory_cap.clone(),
             program: Some(program),
             prepared: Some((task, stdio)),
             kill: KillSwitch::new(),
@@ -588,9 +592,15 @@ impl Task for WasmletTask {
     }
 
     async fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> RpcResult<api::Empty> {
-        self.shared.with(&req.id, |_| Ok(()))?;
+        let memory_cap = self.shared.with(&req.id, |c| Ok(c.memory_cap.clone()))?;
         let resources: oci_spec::runtime::LinuxResources = serde_json::from_slice(&req.resources.value)
             .map_err(|e| rpc_error(ttrpc::Code::INVALID_ARGUMENT, format!("invalid resources: {e}")))?;
+        // The guest's own cap follows the new cgroup memory limit.
+        if let (Some(cap), Some(memory)) = (memory_cap, resources.memory().as_ref()) {
+            let limit = memory.limit().filter(|l| *l > 0).map(|l| super::guest_memory_limit(l as u64));
+            cap.set(limit);
+            tracing::info!(id = %req.id, guest_memory_limit = ?limit, "memory limit updated");
+        }
         let guard = self.shared.cgroup.lock().unwrap_or_else(|p| p.into_inner());
         let cgroup = guard
             .as_ref()
