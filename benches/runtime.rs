@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use wasmlet_runtime::{Capabilities, Entry, KillSwitch, Limits, PoolConfig, Runtime, RuntimeConfig};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())).join("..")
 }
 
 fn guest(target: &str, name: &str) -> Vec<u8> {

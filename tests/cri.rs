@@ -13,7 +13,7 @@ fn setup() -> (Containerd, tempfile::TempDir) {
     let c = Containerd::start();
     import_pause_image(&c);
     let work = tempfile::tempdir().unwrap();
-    let mut files: Vec<(String, Vec<u8>)> = ["hello", "exit", "sleep", "memhog"]
+    let mut files: Vec<(String, Vec<u8>)> = ["hello", "exit", "sleep", "memhog", "echo"]
         .iter()
         .map(|n| (format!("/{n}.wasm"), std::fs::read(guest(n, false)).unwrap()))
         .collect();
@@ -44,6 +44,17 @@ async fn wasm_pod_through_cri_logs_statuses_stats_probe_restart_and_cleanup() {
     assert_eq!((status.exit_code, status.reason.as_str()), (0, "Completed"), "{status:?}");
     let lines = log_lines(&logs.join("hello_0.log"));
     assert!(lines.iter().any(|l| l.ends_with(" stdout F hello from wasmlet")), "{lines:?}");
+
+    // Command, args and env from the container config.
+    let echo = cri
+        .create_container(&pod, &pod_config, Cri::container_config("echo", 0, IMAGE, &["/echo.wasm", "one", "two words"], &[("GREETING", "hi")], 0))
+        .await;
+    cri.start_container(&echo).await;
+    cri.wait_state(&echo, ContainerState::ContainerExited, Duration::from_secs(30)).await;
+    let lines = log_lines(&logs.join("echo_0.log"));
+    for want in ["arg[0]=/echo.wasm", "arg[1]=one", "arg[2]=two words", "env GREETING=hi"] {
+        assert!(lines.iter().any(|l| l.ends_with(want)), "{want} missing: {lines:?}");
+    }
 
     // Error and OOMKilled.
     let failing = cri.create_container(&pod, &pod_config, Cri::container_config("exit", 0, IMAGE, &["/exit.wasm", "3"], &[], 0)).await;

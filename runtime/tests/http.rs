@@ -8,7 +8,7 @@ use std::sync::Arc;
 use wasmlet_runtime::{Capabilities, HttpServer, Limits, Runtime, RuntimeConfig, ServeConfig};
 
 fn http_guest(name: &str) -> std::path::PathBuf {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    let path = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()))
         .join("../target/guests/wasm32-wasip2/release")
         .join(format!("http_{name}.wasm"));
     assert!(path.exists(), "{} missing: run scripts/build-guests", path.display());

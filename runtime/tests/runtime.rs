@@ -16,7 +16,7 @@ fn runtime(cache: &std::path::Path) -> Runtime {
 }
 
 fn wat(name: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/guests/wat").join(format!("{name}.wat"));
+    let path = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())).join("../examples/guests/wat").join(format!("{name}.wat"));
     wat::parse_file(path).expect("wat")
 }
 

@@ -6,12 +6,16 @@ pub mod cri;
 pub mod oci;
 pub mod registry;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+/// The checkout the tests run from. Read at run time (cargo sets
+/// `CARGO_MANIFEST_DIR` for test and bench runs): a value compiled in could
+/// name another clone that shared the build cache.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_owned()
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest.parent().expect("tests/ has a parent").to_owned()
 }
 
 /// The cargo profile folder the running test binary was built into
