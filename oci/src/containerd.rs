@@ -140,7 +140,7 @@ impl ContainerdContent {
                 image: image.clone(),
                 message: format!("invalid index: {e}"),
             })?;
-            manifest_digest = pick_from_index(&index).ok_or_else(|| ContainerdError::Image {
+            manifest_digest = crate::format::choose_from_index(&index).ok_or_else(|| ContainerdError::Image {
                 image: image.clone(),
                 message: "the index lists no manifest".into(),
             })?;
@@ -168,22 +168,4 @@ impl ContainerdContent {
             }
         }
     }
-}
-
-/// A Wasm platform entry first, then linux/amd64, then the first.
-fn pick_from_index(index: &serde_json::Value) -> Option<String> {
-    let manifests = index.get("manifests")?.as_array()?;
-    let field = |m: &serde_json::Value, key: &str| {
-        m.get("platform")
-            .and_then(|p| p.get(key))
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    manifests
-        .iter()
-        .find(|m| field(m, "architecture") == "wasm" || field(m, "os").starts_with("wasi"))
-        .or_else(|| manifests.iter().find(|m| field(m, "os") == "linux" && field(m, "architecture") == "amd64"))
-        .or(manifests.first())
-        .and_then(|m| m.get("digest")?.as_str().map(str::to_owned))
 }

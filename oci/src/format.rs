@@ -134,6 +134,25 @@ fn descriptor(layer: &oci_spec::image::Descriptor) -> Packaging {
     }
 }
 
+/// From an index's `manifests`, the digest to use: a Wasm platform entry
+/// (`architecture: wasm` or `os: wasi*`) first, then linux/amd64, then the first.
+pub fn choose_from_index(index: &serde_json::Value) -> Option<String> {
+    let manifests = index.get("manifests")?.as_array()?;
+    let platform = |m: &serde_json::Value, key: &str| {
+        m.get("platform")
+            .and_then(|p| p.get(key))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    manifests
+        .iter()
+        .find(|m| platform(m, "architecture") == "wasm" || platform(m, "os").starts_with("wasi"))
+        .or_else(|| manifests.iter().find(|m| platform(m, "os") == "linux" && platform(m, "architecture") == "amd64"))
+        .or(manifests.first())
+        .and_then(|m| m.get("digest")?.as_str().map(str::to_owned))
+}
+
 /// The CNCF Wasm artifact config (`application/vnd.wasm.config.v0+json`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct WasmConfig {

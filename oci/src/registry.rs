@@ -466,25 +466,11 @@ impl Registry {
 fn index_choice(bytes: &[u8]) -> Option<Option<String>> {
     let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
     let media_type = value.get("mediaType").and_then(|m| m.as_str()).unwrap_or_default();
-    let manifests = value.get("manifests")?.as_array()?;
+    value.get("manifests")?.as_array()?;
     if !INDEX_MEDIA_TYPES.contains(&media_type) && value.get("layers").is_some() {
         return None;
     }
-    let platform = |m: &serde_json::Value, key: &str| {
-        m.get("platform")
-            .and_then(|p| p.get(key))
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let digest = |m: &serde_json::Value| m.get("digest").and_then(|d| d.as_str()).map(str::to_owned);
-    let wasm = manifests
-        .iter()
-        .find(|m| platform(m, "architecture") == "wasm" || platform(m, "os").starts_with("wasi"));
-    let linux = manifests
-        .iter()
-        .find(|m| platform(m, "os") == "linux" && platform(m, "architecture") == "amd64");
-    Some(wasm.or(linux).or(manifests.first()).and_then(digest))
+    Some(format::choose_from_index(&value))
 }
 
 /// The `.wasm` a plain image's config names: the entrypoint, else cmd.

@@ -23,25 +23,7 @@ fn put_blob(layout: &Path, bytes: &[u8]) -> (String, usize) {
 /// linux/amd64. Returns the tar's path inside `out`.
 pub fn image_archive(out: &Path, name: &str, files: &[(&str, &[u8], u32)], entrypoint: &[&str]) -> PathBuf {
     let work = tempfile::tempdir().unwrap();
-    let rootfs = work.path().join("rootfs");
-    for (path, bytes, mode) in files {
-        let target = rootfs.join(path.trim_start_matches('/'));
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::write(&target, bytes).unwrap();
-        std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(*mode)).unwrap();
-    }
-    std::fs::create_dir_all(&rootfs).unwrap();
-    let layer_path = work.path().join("layer.tar");
-    let status = Command::new("tar")
-        .args(["--owner=0", "--group=0", "--numeric-owner", "--sort=name", "--mtime=@0", "-C"])
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&layer_path)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let layer = std::fs::read(&layer_path).unwrap();
+    let layer = tar_layer_with_modes(files);
     let layout = work.path().join("layout");
     let (layer_digest, layer_size) = put_blob(&layout, &layer);
     let config = serde_json::json!({
@@ -119,13 +101,20 @@ pub fn layout(dir: &Path, config_media_type: &str, config: &[u8], layers: &[(&st
 
 /// A tar (uncompressed) holding `files` (path, bytes), as a layer.
 pub fn tar_layer(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let with_modes: Vec<(&str, &[u8], u32)> = files.iter().map(|(p, b)| (*p, *b, 0o644)).collect();
+    tar_layer_with_modes(&with_modes)
+}
+
+/// A tar layer of `files` (path, bytes, mode), owned by root, reproducible.
+fn tar_layer_with_modes(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
-    for (path, bytes) in files {
+    for (path, bytes, mode) in files {
         let target = root.join(path.trim_start_matches('/'));
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
         std::fs::write(&target, bytes).unwrap();
+        std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(*mode)).unwrap();
     }
     let out = work.path().join("layer.tar");
     let status = Command::new("tar")
