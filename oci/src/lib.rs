@@ -4,7 +4,9 @@
 //! content-addressed store where every blob is verified before it is kept.
 //!
 //! Owns: media types and manifest rules ([`format`]), registry transport and
-//! credentials ([`registry`], [`auth`]), the on-disk store ([`store`]).
+//! credentials ([`registry`], [`auth`]), the on-disk store ([`store`]), and
+//! reading an image's Wasm layer from containerd's content store
+//! ([`containerd`]).
 //!
 //! Must not touch: wasmtime or the compile cache (callers hand verified Wasm
 //! bytes and their digest to `wasmlet-runtime`), containerd tasks, cgroups.
