@@ -158,3 +158,54 @@ async fn wasm_pod_through_cri_logs_statuses_stats_probe_restart_and_cleanup() {
     assert!(!mounts.contains(&pod) && !mounts.contains(&web), "mounts left behind");
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the HTTP function still listens");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linux_sidecar_in_a_wasm_pod_runs_through_runc() {
+    let (c, work) = setup();
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static (scripts/install-deps)");
+    import_k8s(&c, &oci::image_archive(work.path(), "docker.io/wasmlet/busybox:latest", &[("/bin/busybox", &busybox, 0o755)], &["/bin/busybox"]));
+    let mut cri = Cri::connect(&c).await;
+    let logs = work.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let pod_config = Cri::pod_config("mixed-pod", &logs);
+    let pod = cri.run_pod(&pod_config, "wasmlet").await;
+    let wasm = cri
+        .create_container(&pod, &pod_config, Cri::container_config("wasm", 0, IMAGE, &["/sleep.wasm"], &[], 64 << 20))
+        .await;
+    let script = "echo sidecar up; while true; do echo tick; /bin/busybox sleep 0.2; done";
+    let sidecar = cri
+        .create_container(
+            &pod,
+            &pod_config,
+            Cri::container_config("sidecar", 0, "docker.io/wasmlet/busybox:latest", &["/bin/busybox", "sh", "-c", script], &[], 32 << 20),
+        )
+        .await;
+    cri.start_container(&wasm).await;
+    cri.start_container(&sidecar).await;
+    cri.wait_state(&wasm, ContainerState::ContainerRunning, Duration::from_secs(10)).await;
+    cri.wait_state(&sidecar, ContainerState::ContainerRunning, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let wasm_log = log_lines(&logs.join("wasm_0.log"));
+    let sidecar_log = log_lines(&logs.join("sidecar_0.log"));
+    assert!(wasm_log.iter().any(|l| l.ends_with(" stdout F sleeping")), "{wasm_log:?}");
+    assert!(sidecar_log.iter().any(|l| l.ends_with(" stdout F sidecar up")), "{sidecar_log:?}");
+    assert!(sidecar_log.iter().filter(|l| l.ends_with(" stdout F tick")).count() >= 2, "{sidecar_log:?}");
+    // The sidecar is charged to its own cgroup, with its limit.
+    let cgroup_parent = pod_config.linux.as_ref().unwrap().cgroup_parent.clone();
+    let cgroup = std::path::Path::new("/sys/fs/cgroup/memory").join(cgroup_parent.trim_start_matches('/')).join(&sidecar);
+    assert_eq!(std::fs::read_to_string(cgroup.join("memory.limit_in_bytes")).unwrap().trim(), (32u64 << 20).to_string());
+    let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap();
+    assert!(!procs.trim().is_empty(), "the sidecar runs in its cgroup: {procs}");
+    cri.runtime
+        .stop_container(StopContainerRequest { container_id: sidecar.clone(), timeout: 2 })
+        .await
+        .unwrap();
+    let status = cri.status(&sidecar).await;
+    assert_eq!(status.state, ContainerState::ContainerExited as i32, "{status:?}");
+    assert!(status.exit_code == 137 || status.exit_code == 143, "{status:?}");
+    cri.remove_pod(&pod).await;
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!cgroup.exists(), "sidecar cgroup left behind");
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(!mounts.contains(&sidecar), "sidecar rootfs still mounted");
+}

@@ -80,6 +80,16 @@ impl ContainerCgroup {
         })
     }
 
+    /// Move this process to the parent cgroup (the container's stays).
+    pub fn leave(&self) {
+        if let Some(parent) = self.cgroup.parent_control_group().into() {
+            let parent: Cgroup = parent;
+            if let Err(err) = parent.add_task_by_tgid(CgroupPid::from(std::process::id() as u64)) {
+                tracing::warn!(error = %err, "leaving container cgroup");
+            }
+        }
+    }
+
     /// Leave the cgroup (for its parent) and remove it.
     pub fn remove(self) {
         if let Some(parent) = self.cgroup.parent_control_group().into() {

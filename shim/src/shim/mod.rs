@@ -36,6 +36,7 @@ mod cgroup;
 mod daemon;
 mod events;
 mod netns;
+mod runc;
 mod spec;
 mod stdio;
 mod task;

@@ -82,6 +82,8 @@ struct Container {
     exit_tx: watch::Sender<Option<Exit>>,
     /// The running guest's memory cap, which Update changes.
     memory_cap: Option<wasmlet_runtime::MemoryCap>,
+    /// A Linux (non-Wasm) container run by runc.
+    native: Option<Arc<super::runc::RuncContainer>>,
 }
 
 pub struct WasmletTask {
@@ -271,12 +273,57 @@ impl Task for WasmletTask {
                 kill: KillSwitch::new(),
                 exit_tx: watch::channel(None).0,
                 memory_cap: None,
+                native: None,
             });
             s.events
                 .created(&req.id, &req.bundle, (&req.stdin, &req.stdout, &req.stderr), s.pid)
                 .await;
             return Ok(api::CreateTaskResponse {
                 pid: s.pid,
+                ..Default::default()
+            });
+        }
+        if super::runc::is_native(&spec, &rootfs) {
+            // runc owns this cgroup (and freezes it to kill): step out of it.
+            if let Some(cgroup) = s.cgroup.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                cgroup.leave();
+            }
+            let (id, bundle_dir) = (req.id.clone(), bundle.clone());
+            let stdio_paths = (req.stdin.clone(), req.stdout.clone(), req.stderr.clone());
+            let created = tokio::task::spawn_blocking(move || {
+                super::runc::RuncContainer::create(&id, &bundle_dir, (&stdio_paths.0, &stdio_paths.1, &stdio_paths.2))
+            })
+            .await
+            .map_err(|e| rpc_error(ttrpc::Code::INTERNAL, e.to_string()))?;
+            let native = match created {
+                Ok(native) => Arc::new(native),
+                Err(err) => {
+                    if mounted {
+                        unmount_rootfs(&rootfs);
+                    }
+                    return Err(rpc_error(ttrpc::Code::INTERNAL, format!("Linux container: {err}")));
+                }
+            };
+            tracing::info!(id = %req.id, pid = native.pid, "created Linux container through runc");
+            let pid = native.pid;
+            *s.container() = Some(Container {
+                id: req.id.clone(),
+                bundle,
+                rootfs_mounted: mounted,
+                stdio_paths: (req.stdin.clone(), req.stdout.clone(), req.stderr.clone()),
+                phase: Phase::Created,
+                program: None,
+                prepared: None,
+                kill: KillSwitch::new(),
+                exit_tx: watch::channel(None).0,
+                memory_cap: None,
+                native: Some(native),
+            });
+            s.events
+                .created(&req.id, &req.bundle, (&req.stdin, &req.stdout, &req.stderr), pid)
+                .await;
+            return Ok(api::CreateTaskResponse {
+                pid,
                 ..Default::default()
             });
         }
@@ -332,6 +379,7 @@ impl Task for WasmletTask {
             stdio_paths: (req.stdin.clone(), req.stdout.clone(), req.stderr.clone()),
             phase: Phase::Created,
             memory_cap: task.limits.memory_cap.clone(),
+            native: None,
             program: Some(program),
             prepared: Some((task, stdio)),
             kill: KillSwitch::new(),
@@ -349,6 +397,33 @@ impl Task for WasmletTask {
     async fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> RpcResult<api::StartResponse> {
         no_exec(&req.exec_id)?;
         let s = self.shared.clone();
+        let native = s.with(&req.id, |c| Ok(c.native.clone()))?;
+        if let Some(native) = native {
+            s.with(&req.id, |c| {
+                if c.phase != Phase::Created {
+                    return Err(rpc_error(ttrpc::Code::FAILED_PRECONDITION, format!("container {} was already started", c.id)));
+                }
+                c.phase = Phase::Running;
+                Ok(())
+            })?;
+            let starter = native.clone();
+            tokio::task::spawn_blocking(move || starter.start())
+                .await
+                .map_err(|e| rpc_error(ttrpc::Code::INTERNAL, e.to_string()))?
+                .map_err(|e| rpc_error(ttrpc::Code::INTERNAL, e))?;
+            let waiter = s.clone();
+            let id = req.id.clone();
+            tokio::spawn(async move {
+                let waited = native.clone();
+                let status = tokio::task::spawn_blocking(move || waited.wait()).await.unwrap_or(255);
+                waiter.finish(&id, status, false).await;
+            });
+            s.events.started(&req.id, s.pid).await;
+            return Ok(api::StartResponse {
+                pid: s.with(&req.id, |c| Ok(c.native.as_ref().map_or(s.pid, |n| n.pid)))?,
+                ..Default::default()
+            });
+        }
         let sandbox = s.with(&req.id, |c| {
             if c.phase != Phase::Created {
                 return Err(rpc_error(ttrpc::Code::FAILED_PRECONDITION, format!("container {} was already started", c.id)));
@@ -465,9 +540,10 @@ impl Task for WasmletTask {
 
     async fn state(&self, _ctx: &TtrpcContext, req: api::StateRequest) -> RpcResult<api::StateResponse> {
         no_exec(&req.exec_id)?;
-        let pid = self.shared.pid;
+        let shim_pid = self.shared.pid;
         self.shared.with(&req.id, |c| {
             let exit = c.exit_tx.borrow().clone();
+            let pid = c.native.as_ref().map_or(shim_pid, |n| n.pid);
             Ok(api::StateResponse {
                 id: c.id.clone(),
                 bundle: c.bundle.to_string_lossy().into_owned(),
@@ -508,6 +584,18 @@ impl Task for WasmletTask {
     async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> RpcResult<api::Empty> {
         no_exec(&req.exec_id)?;
         let signal = req.signal as i32;
+        let native = self.shared.with(&req.id, |c| match c.phase {
+            Phase::Stopped => Err(rpc_error(ttrpc::Code::NOT_FOUND, "process already finished")),
+            _ => Ok(c.native.clone()),
+        })?;
+        if let Some(native) = native {
+            let all = req.all;
+            tokio::task::spawn_blocking(move || native.kill(signal, all))
+                .await
+                .map_err(|e| rpc_error(ttrpc::Code::INTERNAL, e.to_string()))?
+                .map_err(|e| rpc_error(ttrpc::Code::INTERNAL, e))?;
+            return Ok(api::Empty::new());
+        }
         let unstarted = self.shared.with(&req.id, |c| match c.phase {
             Phase::Stopped => Err(rpc_error(ttrpc::Code::NOT_FOUND, "process already finished")),
             Phase::Running => {
@@ -542,6 +630,9 @@ impl Task for WasmletTask {
             }
         }
         .ok_or_else(|| rpc_error(ttrpc::Code::NOT_FOUND, format!("container {} not found", req.id)))?;
+        if let Some(native) = container.native.clone() {
+            let _ = tokio::task::spawn_blocking(move || native.delete()).await;
+        }
         if container.rootfs_mounted {
             unmount_rootfs(&container.bundle.join("rootfs"));
         }

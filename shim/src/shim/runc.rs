@@ -1,0 +1,149 @@
+//! Linux containers in a wasmlet pod (sidecars such as Knative's queue-proxy)
+//! are handed to the node's `runc`: `runc run` in the foreground with
+//! containerd's stdio (runc reaps the container's processes and exits with
+//! its status), `runc kill` for signals, `runc delete` to clean up. The shim
+//! leaves the container's cgroup first: runc owns it, and freezes it to kill.
+
+use std::os::fd::AsRawFd as _;
+use std::path::{Path, PathBuf};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::process::{Command, Stdio};
+
+/// Where runc keeps its state for wasmlet's containers.
+const RUNC_ROOT: &str = "/run/wasmlet/runc";
+
+#[derive(Debug)]
+pub struct RuncContainer {
+    id: String,
+    /// Reported to containerd (the shim's own: runc's init is not ours).
+    pub pid: u32,
+    bundle: PathBuf,
+    stdio: (String, String, String),
+    child: std::sync::Mutex<Option<std::process::Child>>,
+}
+
+/// Whether argv\[0\] of this spec is a native program in the rootfs (an ELF
+/// binary or a `#!` script) rather than Wasm.
+pub fn is_native(spec: &oci_spec::runtime::Spec, rootfs: &Path) -> bool {
+    let Some(argv0) = spec.process().as_ref().and_then(|p| p.args().as_ref()).and_then(|a| a.first()) else {
+        return false;
+    };
+    let relative = Path::new(argv0.trim_start_matches('/'));
+    let Ok(resolved) = rootfs.join(relative).canonicalize() else {
+        return false;
+    };
+    let Ok(root) = rootfs.canonicalize() else {
+        return false;
+    };
+    if !resolved.starts_with(&root) {
+        return false;
+    }
+    let mut magic = [0u8; 4];
+    let read = std::fs::File::open(&resolved).and_then(|mut f| std::io::Read::read(&mut f, &mut magic));
+    matches!(read, Ok(n) if n >= 2) && (magic == *b"\x7fELF" || magic.starts_with(b"#!"))
+}
+
+fn runc() -> Command {
+    let mut command = Command::new("runc");
+    command.arg("--root").arg(RUNC_ROOT);
+    command
+}
+
+fn run(mut command: Command, what: &str) -> Result<(), String> {
+    let out = command.output().map_err(|e| format!("running runc {what}: {e} (is runc installed?)"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("runc {what}: {}", String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// containerd's FIFO at `path` opened for the container, or /dev/null.
+fn fifo(path: &str, write: bool) -> Result<Stdio, String> {
+    if path.is_empty() {
+        return Ok(Stdio::null());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    if write {
+        options.write(true);
+    } else {
+        // Do not wait for containerd's writer: open non-blocking, then clear it.
+        options.read(true).custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(|e| format!("opening {path}: {e}"))?;
+    if !write {
+        // SAFETY: fcntl on a descriptor we own.
+        unsafe {
+            let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+            libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
+        }
+    }
+    Ok(Stdio::from(file))
+}
+
+impl RuncContainer {
+    /// Prepare the container; nothing runs until [`RuncContainer::start`].
+    pub fn create(id: &str, bundle: &Path, stdio: (&str, &str, &str)) -> Result<Self, String> {
+        std::fs::create_dir_all(RUNC_ROOT).map_err(|e| format!("creating {RUNC_ROOT}: {e}"))?;
+        Ok(Self {
+            id: id.to_owned(),
+            pid: std::process::id(),
+            bundle: bundle.to_owned(),
+            stdio: (stdio.0.to_owned(), stdio.1.to_owned(), stdio.2.to_owned()),
+            child: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// `runc run` in the background of this shim.
+    pub fn start(&self) -> Result<(), String> {
+        let mut command = runc();
+        command
+            .arg("run")
+            .arg("--bundle")
+            .arg(&self.bundle)
+            .arg(&self.id)
+            .stdin(fifo(&self.stdio.0, false)?)
+            .stdout(fifo(&self.stdio.1, true)?)
+            .stderr(fifo(&self.stdio.2, true)?);
+        let child = command.spawn().map_err(|e| format!("running runc run: {e} (is runc installed?)"))?;
+        *self.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
+        Ok(())
+    }
+
+    pub fn kill(&self, signal: i32, all: bool) -> Result<(), String> {
+        let mut command = runc();
+        command.arg("kill");
+        if all {
+            command.arg("--all");
+        }
+        command.arg(&self.id).arg(signal.to_string());
+        run(command, "kill")
+    }
+
+    /// Block until `runc run` ends; the container's status (128+signal when killed).
+    pub fn wait(&self) -> u32 {
+        let child = self.child.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(mut child) = child else {
+            return 255;
+        };
+        match child.wait() {
+            Ok(status) => {
+                use std::os::unix::process::ExitStatusExt as _;
+                status
+                    .code()
+                    .map(|c| c as u32)
+                    .or_else(|| status.signal().map(|s| 128 + s as u32))
+                    .unwrap_or(255)
+            }
+            Err(_) => 255,
+        }
+    }
+
+    pub fn delete(&self) {
+        let mut command = runc();
+        command.arg("delete").arg("--force").arg(&self.id);
+        if let Err(err) = run(command, "delete") {
+            tracing::debug!(id = %self.id, error = %err, "runc delete");
+        }
+    }
+}
