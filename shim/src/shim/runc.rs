@@ -12,11 +12,10 @@ use std::process::{Command, Stdio};
 /// Where runc keeps its state for wasmlet's containers.
 const RUNC_ROOT: &str = "/run/wasmlet/runc";
 
+/// containerd sees the shim's pid for it: runc's init is not our child.
 #[derive(Debug)]
 pub struct RuncContainer {
     id: String,
-    /// Reported to containerd (the shim's own: runc's init is not ours).
-    pub pid: u32,
     bundle: PathBuf,
     stdio: (String, String, String),
     child: std::sync::Mutex<Option<std::process::Child>>,
@@ -87,7 +86,6 @@ impl RuncContainer {
         std::fs::create_dir_all(RUNC_ROOT).map_err(|e| format!("creating {RUNC_ROOT}: {e}"))?;
         Ok(Self {
             id: id.to_owned(),
-            pid: std::process::id(),
             bundle: bundle.to_owned(),
             stdio: (stdio.0.to_owned(), stdio.1.to_owned(), stdio.2.to_owned()),
             child: std::sync::Mutex::new(None),

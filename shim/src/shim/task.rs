@@ -137,6 +137,38 @@ impl Shared {
         }
     }
 
+    /// Record the created container and tell containerd (TaskCreate).
+    async fn register(&self, req: &api::CreateTaskRequest, rootfs_mounted: bool, workload: Workload) -> api::CreateTaskResponse {
+        let (program, prepared, memory_cap, native) = match workload {
+            Workload::Sandbox => (None, None, None, None),
+            Workload::Native(native) => (None, None, None, Some(native)),
+            Workload::Wasm { program, task, stdio } => {
+                let memory_cap = task.limits.memory_cap.clone();
+                (Some(program), Some((*task, stdio)), memory_cap, None)
+            }
+        };
+        *self.container() = Some(Container {
+            id: req.id.clone(),
+            bundle: PathBuf::from(&req.bundle),
+            rootfs_mounted,
+            stdio_paths: (req.stdin.clone(), req.stdout.clone(), req.stderr.clone()),
+            phase: Phase::Created,
+            program,
+            prepared,
+            kill: KillSwitch::new(),
+            exit_tx: watch::channel(None).0,
+            memory_cap,
+            native,
+        });
+        self.events
+            .created(&req.id, &req.bundle, (&req.stdin, &req.stdout, &req.stderr), self.pid)
+            .await;
+        api::CreateTaskResponse {
+            pid: self.pid,
+            ..Default::default()
+        }
+    }
+
     /// The Wasm layer of the container's image, read from containerd's
     /// content store and verified; NotFound-style error when there is none.
     async fn image_wasm_layer(&self, id: &str, argv0: &str) -> RpcResult<wasmlet_oci::containerd::WasmBlob> {
@@ -209,6 +241,20 @@ fn serve_http(
     outcome
 }
 
+/// What a created container runs.
+enum Workload {
+    /// A CRI pod sandbox: nothing.
+    Sandbox,
+    /// A Linux container, handed to runc.
+    Native(Arc<super::runc::RuncContainer>),
+    /// Wasm, prepared to start.
+    Wasm {
+        program: Program,
+        task: Box<WasmTask>,
+        stdio: stdio::Stdio,
+    },
+}
+
 fn no_exec(exec_id: &str) -> RpcResult<()> {
     if exec_id.is_empty() {
         Ok(())
@@ -262,40 +308,14 @@ impl Task for WasmletTask {
         };
         if is_pod_sandbox(&spec) {
             tracing::info!(id = %req.id, "created pod sandbox (no process: the shim holds the pod's cgroup)");
-            *s.container() = Some(Container {
-                id: req.id.clone(),
-                bundle,
-                rootfs_mounted: mounted,
-                stdio_paths: (req.stdin.clone(), req.stdout.clone(), req.stderr.clone()),
-                phase: Phase::Created,
-                program: None,
-                prepared: None,
-                kill: KillSwitch::new(),
-                exit_tx: watch::channel(None).0,
-                memory_cap: None,
-                native: None,
-            });
-            s.events
-                .created(&req.id, &req.bundle, (&req.stdin, &req.stdout, &req.stderr), s.pid)
-                .await;
-            return Ok(api::CreateTaskResponse {
-                pid: s.pid,
-                ..Default::default()
-            });
+            return Ok(s.register(&req, mounted, Workload::Sandbox).await);
         }
         if super::runc::is_native(&spec, &rootfs) {
             // runc owns this cgroup (and freezes it to kill): step out of it.
             if let Some(cgroup) = s.cgroup.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
                 cgroup.leave();
             }
-            let (id, bundle_dir) = (req.id.clone(), bundle.clone());
-            let stdio_paths = (req.stdin.clone(), req.stdout.clone(), req.stderr.clone());
-            let created = tokio::task::spawn_blocking(move || {
-                super::runc::RuncContainer::create(&id, &bundle_dir, (&stdio_paths.0, &stdio_paths.1, &stdio_paths.2))
-            })
-            .await
-            .map_err(|e| rpc_error(ttrpc::Code::INTERNAL, e.to_string()))?;
-            let native = match created {
+            let native = match super::runc::RuncContainer::create(&req.id, &bundle, (&req.stdin, &req.stdout, &req.stderr)) {
                 Ok(native) => Arc::new(native),
                 Err(err) => {
                     if mounted {
@@ -304,28 +324,8 @@ impl Task for WasmletTask {
                     return Err(rpc_error(ttrpc::Code::INTERNAL, format!("Linux container: {err}")));
                 }
             };
-            tracing::info!(id = %req.id, pid = native.pid, "created Linux container through runc");
-            let pid = native.pid;
-            *s.container() = Some(Container {
-                id: req.id.clone(),
-                bundle,
-                rootfs_mounted: mounted,
-                stdio_paths: (req.stdin.clone(), req.stdout.clone(), req.stderr.clone()),
-                phase: Phase::Created,
-                program: None,
-                prepared: None,
-                kill: KillSwitch::new(),
-                exit_tx: watch::channel(None).0,
-                memory_cap: None,
-                native: Some(native),
-            });
-            s.events
-                .created(&req.id, &req.bundle, (&req.stdin, &req.stdout, &req.stderr), pid)
-                .await;
-            return Ok(api::CreateTaskResponse {
-                pid,
-                ..Default::default()
-            });
+            tracing::info!(id = %req.id, "created Linux container (runc)");
+            return Ok(s.register(&req, mounted, Workload::Native(native)).await);
         }
         let prepared = async {
             let task = wasm_task(&spec, &rootfs).map_err(|e| rpc_error(ttrpc::Code::INVALID_ARGUMENT, e.to_string()))?;
@@ -372,26 +372,17 @@ impl Task for WasmletTask {
             }
         };
         tracing::info!(id = %req.id, wasm = %task.wasm_name, digest = %program.digest(), kind = ?program.kind(), "created");
-        *s.container() = Some(Container {
-            id: req.id.clone(),
-            bundle,
-            rootfs_mounted: mounted,
-            stdio_paths: (req.stdin.clone(), req.stdout.clone(), req.stderr.clone()),
-            phase: Phase::Created,
-            memory_cap: task.limits.memory_cap.clone(),
-            native: None,
-            program: Some(program),
-            prepared: Some((task, stdio)),
-            kill: KillSwitch::new(),
-            exit_tx: watch::channel(None).0,
-        });
-        s.events
-            .created(&req.id, &req.bundle, (&req.stdin, &req.stdout, &req.stderr), s.pid)
-            .await;
-        Ok(api::CreateTaskResponse {
-            pid: s.pid,
-            ..Default::default()
-        })
+        Ok(s
+            .register(
+                &req,
+                mounted,
+                Workload::Wasm {
+                    program,
+                    task: Box::new(task),
+                    stdio,
+                },
+            )
+            .await)
     }
 
     async fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> RpcResult<api::StartResponse> {
@@ -420,7 +411,7 @@ impl Task for WasmletTask {
             });
             s.events.started(&req.id, s.pid).await;
             return Ok(api::StartResponse {
-                pid: s.with(&req.id, |c| Ok(c.native.as_ref().map_or(s.pid, |n| n.pid)))?,
+                pid: s.pid,
                 ..Default::default()
             });
         }
@@ -540,10 +531,9 @@ impl Task for WasmletTask {
 
     async fn state(&self, _ctx: &TtrpcContext, req: api::StateRequest) -> RpcResult<api::StateResponse> {
         no_exec(&req.exec_id)?;
-        let shim_pid = self.shared.pid;
+        let pid = self.shared.pid;
         self.shared.with(&req.id, |c| {
             let exit = c.exit_tx.borrow().clone();
-            let pid = c.native.as_ref().map_or(shim_pid, |n| n.pid);
             Ok(api::StateResponse {
                 id: c.id.clone(),
                 bundle: c.bundle.to_string_lossy().into_owned(),
