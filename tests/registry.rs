@@ -1,10 +1,11 @@
 //! `wasmlet push/pull/run REF/images/rmi` against a real registry (Debian's
-//! docker-registry on 127.0.0.1, temp storage), every packaging, and each
-//! kind of bad input.
+//! docker-registry on loopback, temp storage): every packaging, each kind of
+//! bad input, basic auth, token auth, HTTPS with a private CA, and the
+//! progress bar on a pseudo-terminal.
 
 use std::process::Output;
 use wasmlet_tests::registry::Registry;
-use wasmlet_tests::{guest, oci, seen, Wasmlet};
+use wasmlet_tests::{guest, oci, seen, Seen, Wasmlet};
 
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const RUNWASI_LAYER: &str = "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm";
@@ -106,23 +107,39 @@ fn bad_images_are_refused_with_the_reason_and_leave_the_store_intact() {
     let registry = Registry::start();
     let work = tempfile::tempdir().unwrap();
     let hello = std::fs::read(guest("hello", false)).unwrap();
-    let cases: [(&str, &str, Vec<(&str, &[u8])>, &str); 4] = [
-        ("unknown-layer", OCI_CONFIG, vec![("text/plain", b"hello")], "unknown layer media type `text/plain`"),
-        ("unknown-config", "application/x-mystery", vec![(RUNWASI_LAYER, &hello)], "unknown config media type"),
-        ("two-wasm", OCI_CONFIG, vec![(RUNWASI_LAYER, &hello), (RUNWASI_LAYER, b"\0asm\x01\0\0\0")], "2 Wasm layers"),
-        ("no-layers", OCI_CONFIG, vec![], "no Wasm layer"),
+    let cases: [(&str, &str, &[u8], Vec<(&str, &[u8])>, &str); 4] = [
+        ("unknown-layer", OCI_CONFIG, b"{}", vec![("text/plain", b"hello")], "unknown layer media type `text/plain`"),
+        ("unknown-config", "application/x-mystery", b"{}", vec![(RUNWASI_LAYER, &hello)], "unknown config media type"),
+        ("two-wasm", OCI_CONFIG, b"{}", vec![(RUNWASI_LAYER, &hello), (RUNWASI_LAYER, b"\0asm\x01\0\0\0")], "2 Wasm layers"),
+        ("no-layers", OCI_CONFIG, b"{}", vec![], "no Wasm layer"),
     ];
-    for (name, config_type, layers, _) in &cases {
+    for (name, config_type, config, layers, _) in &cases {
         let dir = work.path().join(name);
-        oci::layout(&dir, config_type, b"{}", layers, serde_json::json!({}));
+        oci::layout(&dir, config_type, config, layers, serde_json::json!({}));
         registry.push_layout(&dir, &format!("bad/{name}:1"));
     }
     let node = Wasmlet::new();
-    for (name, _, _, why) in &cases {
+    for (name, _, _, _, why) in &cases {
         let s = seen(&node.run(["pull".to_owned(), format!("{}/bad/{name}:1", registry.addr)]));
         assert_eq!(s.code, Some(1), "{name}: {s:?}");
         assert!(s.stderr.contains(why), "{name}: expected `{why}` in {s:?}");
     }
+    // Registries cap manifests at 4 MiB themselves, but a config is a blob:
+    // wasmlet's cap applies to it too, before anything is downloaded.
+    let huge_config = format!("{{\"pad\":\"{}\"}}", "x".repeat(5 << 20));
+    let config_digest = registry.push_blob("bad/huge-config", huge_config.as_bytes());
+    let layer_digest = registry.push_blob("bad/huge-config", &hello);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": huge_config.len()},
+        "layers": [{"mediaType": RUNWASI_LAYER, "digest": layer_digest, "size": hello.len()}],
+    });
+    registry.push_manifest("bad/huge-config", "1", &serde_json::to_vec(&manifest).unwrap());
+    let s = seen(&node.run(["pull".to_owned(), format!("{}/bad/huge-config:1", registry.addr)]));
+    assert_eq!(s.code, Some(1), "{s:?}");
+    assert!(s.stderr.contains("image config of 5242890 bytes exceeds the 4194304-byte limit"), "{s:?}");
+
     let s = seen(&node.run(["pull".to_owned(), format!("{}/bad/missing:nope", registry.addr)]));
     assert_eq!(s.code, Some(1));
     assert!(s.stderr.contains("not found"), "{s:?}");
@@ -211,4 +228,153 @@ fn basic_auth_from_the_auth_file_and_refused_credentials() {
     assert_eq!(s.code, Some(1), "anonymous pull of a private image: {s:?}");
     let s = seen(&node.command().env("REGISTRY_AUTH_FILE", &good).args(["run", &reference]).output().unwrap());
     assert_eq!((s.code, s.stdout.as_str()), (Some(0), "hello from wasmlet\n"), "{s:?}");
+}
+
+#[test]
+fn https_is_the_default_and_the_registry_ca_can_be_trusted() {
+    use wasmlet_tests::pki::TestCa;
+    use wasmlet_tests::registry::RegistrySetup;
+    let ca = TestCa::new("wasmlet test CA");
+    let server = ca.server_cert("127.0.0.2");
+    let registry = Registry::start_with(RegistrySetup {
+        tls: Some(&server),
+        ..Default::default()
+    });
+    let reference = format!("{}/secure/hello:1", registry.addr);
+    let hello = guest("hello", false);
+    let ca_file = ca.cert.to_str().unwrap();
+    let w = Wasmlet::new();
+
+    // The registry speaks only TLS: a push that works went over HTTPS.
+    let s = seen(&w.run(["push".as_ref(), hello.as_os_str(), reference.as_ref()]));
+    assert_eq!(s.code, Some(1), "an unknown CA must be refused: {s:?}");
+    assert!(s.stderr.contains("certificate"), "{s:?}");
+    let s = seen(&w.run(["push", "--ca-file", ca_file, hello.to_str().unwrap(), &reference]));
+    assert_eq!(s.code, Some(0), "{s:?}");
+
+    let node = Wasmlet::new();
+    let s = seen(&node.run(["pull", &reference]));
+    assert_eq!(s.code, Some(1), "{s:?}");
+    assert!(s.stderr.contains("TLS certificate is not trusted") && s.stderr.contains("UnknownIssuer"), "{s:?}");
+    assert_eq!(store_files(&node), 0);
+    let s = seen(&node.run(["pull", "--ca-file", ca_file, &reference]));
+    assert_eq!(s.code, Some(0), "{s:?}");
+
+    // The operator's way: certs.d/<host:port>/ca.crt, as Docker and Podman read it.
+    let certs_d = tempfile::tempdir().unwrap();
+    let host_dir = certs_d.path().join(&registry.addr);
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::copy(&ca.cert, host_dir.join("ca.crt")).unwrap();
+    let other = Wasmlet::new();
+    let s = seen(&other.command().env("WASMLET_CERTS_D", certs_d.path()).args(["run", &reference]).output().unwrap());
+    assert_eq!((s.code, s.stdout.as_str()), (Some(0), "hello from wasmlet\n"), "{s:?}");
+
+    // A CA file that does not exist is named.
+    let s = seen(&other.run(["pull", "--ca-file", "/nonexistent/ca.pem", &reference]));
+    assert_eq!(s.code, Some(1), "{s:?}");
+    assert!(s.stderr.contains("/nonexistent/ca.pem"), "{s:?}");
+}
+
+#[test]
+fn bearer_tokens_from_the_registry_token_service_and_from_the_auth_file() {
+    use base64::Engine as _;
+    use wasmlet_tests::registry::RegistrySetup;
+    use wasmlet_tests::token::TokenIssuer;
+    let issuer = TokenIssuer::start("wasm", "token-pass");
+    let registry = Registry::start_with(RegistrySetup {
+        token: Some(&issuer),
+        ..Default::default()
+    });
+    let reference = format!("{}/tok/hello:1", registry.addr);
+    let auth_dir = tempfile::tempdir().unwrap();
+    let write_auth = |name: &str, entry: serde_json::Value| {
+        let path = auth_dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, serde_json::to_vec(&serde_json::json!({"auths": {registry.addr.clone(): entry}})).unwrap()).unwrap();
+        path
+    };
+    let basic = |password: &str| serde_json::json!({"auth": base64::engine::general_purpose::STANDARD.encode(format!("wasm:{password}"))});
+    let good = write_auth("good", basic("token-pass"));
+    let bad = write_auth("bad", basic("wrong"));
+    let with_auth = |w: &Wasmlet, auth: &std::path::Path, args: &[&str]| seen(&w.command().env("REGISTRY_AUTH_FILE", auth).args(args).output().unwrap());
+
+    // Credentials are exchanged for a token at the realm the registry names.
+    let w = Wasmlet::new();
+    let s = with_auth(&w, &good, &["push", guest("hello", false).to_str().unwrap(), &reference]);
+    assert_eq!(s.code, Some(0), "{s:?}");
+    assert!(issuer.issued() > 0, "the push never asked the token service");
+    let node = Wasmlet::new();
+    let s = with_auth(&node, &good, &["run", &reference]);
+    assert_eq!((s.code, s.stdout.as_str()), (Some(0), "hello from wasmlet\n"), "{s:?}");
+
+    // Refused by the token service; no credentials at all: refused by the registry.
+    let s = with_auth(&Wasmlet::new(), &bad, &["pull", &reference]);
+    assert_eq!(s.code, Some(1), "{s:?}");
+    assert!(s.stderr.contains("refused the credentials"), "{s:?}");
+    let s = with_auth(&Wasmlet::new(), std::path::Path::new("/nonexistent"), &["pull", &reference]);
+    assert_eq!(s.code, Some(1), "{s:?}");
+
+    // `registrytoken`: a bearer token used as is, no exchange.
+    let before = issuer.issued();
+    let direct = write_auth("direct", serde_json::json!({"registrytoken": issuer.mint("tok/hello", &["pull"])}));
+    let s = with_auth(&Wasmlet::new(), &direct, &["run", &reference]);
+    assert_eq!((s.code, s.stdout.as_str()), (Some(0), "hello from wasmlet\n"), "{s:?}");
+    assert_eq!(issuer.issued(), before, "a registrytoken must be sent as is");
+    // The registry checks the token's scope: one for another repository is refused.
+    let other = write_auth("other", serde_json::json!({"registrytoken": issuer.mint("tok/other", &["pull"])}));
+    let s = with_auth(&Wasmlet::new(), &other, &["pull", &reference]);
+    assert_eq!(s.code, Some(1), "{s:?}");
+    assert!(s.stderr.contains("refused the credentials"), "{s:?}");
+}
+
+/// A module over the progress bar's 1 MiB threshold: a 2 MiB data segment.
+fn large_module(dir: &std::path::Path) -> std::path::PathBuf {
+    let text = format!(
+        "(module (memory 40) (data (i32.const 0) \"{}\") (func (export \"_start\")))",
+        "w".repeat(2 << 20)
+    );
+    let path = dir.join("large.wasm");
+    std::fs::write(&path, wat::parse_str(text).unwrap()).unwrap();
+    path
+}
+
+/// `wasmlet ARGS` with stdout and stderr on a pseudo-terminal (util-linux
+/// `script`); returns what the terminal showed.
+fn on_a_terminal(w: &Wasmlet, args: &[&str]) -> Seen {
+    let command = std::iter::once(wasmlet_tests::bin("wasmlet").display().to_string())
+        .chain(args.iter().map(|a| a.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = std::process::Command::new("script")
+        .args(["-qefc", &command, "/dev/null"])
+        .env("WASMLET_CACHE_DIR", w.cache.path())
+        .env("TERM", "xterm")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script (util-linux)");
+    seen(&out)
+}
+
+#[test]
+fn transfers_of_large_blobs_show_progress_on_a_terminal_only() {
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let large = large_module(work.path());
+    let reference = format!("{}/big/module:1", registry.addr);
+    let w = Wasmlet::new();
+    let s = on_a_terminal(&w, &["push", large.to_str().unwrap(), &reference]);
+    assert_eq!(s.code, Some(0), "{s:?}");
+    assert!(s.stdout.contains("pushing [") && s.stdout.contains("2.00 MiB"), "no progress bar on the terminal: {s:?}");
+
+    let node = Wasmlet::new();
+    let s = on_a_terminal(&node, &["pull", &reference]);
+    assert_eq!(s.code, Some(0), "{s:?}");
+    assert!(s.stdout.contains("pulling [") && s.stdout.contains("2.00 MiB"), "no progress bar on the terminal: {s:?}");
+
+    // Piped (as in CI logs): no bar, just the result line.
+    let s = seen(&Wasmlet::new().run(["pull", &reference]));
+    assert_eq!(s.code, Some(0), "{s:?}");
+    assert!(s.stderr.is_empty(), "{s:?}");
+    assert!(s.stdout.starts_with(&reference), "{s:?}");
+    let s = seen(&Wasmlet::new().run(["run", &reference]));
+    assert_eq!(s.code, Some(0), "the large module runs: {s:?}");
 }

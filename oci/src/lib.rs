@@ -4,7 +4,7 @@
 //! content-addressed store where every blob is verified before it is kept.
 //!
 //! Owns: media types and manifest rules ([`format`]), registry transport and
-//! credentials ([`registry`], [`auth`]), the on-disk store ([`store`]), and
+//! credentials and CA trust ([`registry`], [`auth`], [`tls`]), the on-disk store ([`store`]), and
 //! reading an image's Wasm layer from containerd's content store
 //! ([`containerd`]).
 //!
@@ -17,6 +17,7 @@ pub mod digest;
 pub mod format;
 pub mod registry;
 pub mod store;
+pub mod tls;
 
 pub use digest::{sha256_digest, verify_digest, DigestError};
 pub use format::{classify, FormatError, Packaging, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE};

@@ -2,14 +2,16 @@
 //! `.wasm` as a CNCF Wasm artifact, over `oci-client`.
 //!
 //! Transport: HTTPS, except plain HTTP for `localhost`, `127.0.0.1` and
-//! `[::1]` (any port) or with [`RegistryOptions::insecure`]. Credentials come
-//! from the auth file ([`crate::auth`]). Every manifest is size-capped and
+//! `[::1]` (any port) or with [`RegistryOptions::insecure`]. Certificates
+//! chain to the system's trust store or to the CAs [`crate::tls`] finds.
+//! Credentials come from the auth file ([`crate::auth`]). Every manifest is size-capped and
 //! every blob's digest and size are checked before it is kept.
 
 use crate::auth::{credentials_for, AuthError};
 use crate::digest::{sha256_digest, verify_digest, DigestError};
 use crate::format::{self, classify, FormatError, Packaging, WasmConfig, INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES};
 use crate::store::{ContentStore, StoreError, StoredImage};
+use crate::tls::{extra_roots, CaError};
 use futures_util::StreamExt as _;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
@@ -23,6 +25,8 @@ pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 pub struct RegistryOptions {
     /// Plain HTTP for every registry (not only loopback ones).
     pub insecure: bool,
+    /// Extra CA certificates (PEM or DER) for HTTPS registries.
+    pub ca_files: Vec<std::path::PathBuf>,
 }
 
 /// Progress of a blob transfer: bytes done, bytes expected.
@@ -34,6 +38,10 @@ pub enum PullError {
     BadReference { reference: String, message: String },
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    Ca(#[from] CaError),
+    #[error("{reference}: the registry's TLS certificate is not trusted ({message}); add its CA with --ca-file or as /etc/containers/certs.d/<host:port>/ca.crt")]
+    Untrusted { reference: String, message: String },
     #[error("{reference}: not found in the registry (no such repository or tag)")]
     NotFound { reference: String },
     #[error("{reference}: the registry refused the credentials ({message})")]
@@ -42,8 +50,8 @@ pub enum PullError {
     Unreachable { reference: String, message: String },
     #[error("{reference}: registry error: {message}")]
     Registry { reference: String, message: String },
-    #[error("{reference}: manifest of {size} bytes exceeds the {MAX_MANIFEST_BYTES}-byte limit")]
-    ManifestTooLarge { reference: String, size: usize },
+    #[error("{reference}: {what} of {size} bytes exceeds the {MAX_MANIFEST_BYTES}-byte limit")]
+    ManifestTooLarge { reference: String, what: &'static str, size: usize },
     #[error("{reference}: unsupported image: {source}")]
     Format {
         reference: String,
@@ -72,6 +80,8 @@ pub enum PushError {
     NotWasm(Vec<u8>),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    Ca(#[from] CaError),
     #[error("{reference}: push failed: {message}")]
     Registry { reference: String, message: String },
 }
@@ -128,16 +138,21 @@ impl Registry {
         })
     }
 
-    fn client(&self, reference: &Reference) -> Client {
+    fn client(&self, reference: &Reference) -> Result<Client, CaError> {
         let protocol = if self.options.insecure || is_loopback(reference.registry()) {
             ClientProtocol::Http
         } else {
             ClientProtocol::Https
         };
-        Client::new(ClientConfig {
+        let extra_root_certificates = match protocol {
+            ClientProtocol::Https => extra_roots(reference.registry(), &self.options.ca_files)?,
+            _ => Vec::new(),
+        };
+        Ok(Client::new(ClientConfig {
             protocol,
+            extra_root_certificates,
             ..Default::default()
-        })
+        }))
     }
 
     fn classify_error(reference: &str, err: OciDistributionError) -> PullError {
@@ -149,9 +164,13 @@ impl Registry {
                 reference,
                 message: format!("401 from {url}"),
             },
+            OciDistributionError::RequestError(e) if is_certificate_error(&e) => PullError::Untrusted {
+                reference,
+                message: error_chain(&e),
+            },
             OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => PullError::Unreachable {
                 reference,
-                message: format!("{e:#}"),
+                message: error_chain(&e),
             },
             OciDistributionError::RegistryError { envelope, .. }
                 if envelope.errors.iter().any(|e| {
@@ -169,7 +188,7 @@ impl Registry {
             OciDistributionError::ServerError { code: 401 | 403, message, .. } => PullError::Unauthorized { reference, message },
             other => PullError::Registry {
                 reference,
-                message: other.to_string(),
+                message: error_chain(&other),
             },
         }
     }
@@ -179,7 +198,7 @@ impl Registry {
     pub async fn pull(&self, reference_text: &str, store: &ContentStore, progress: Progress<'_>) -> Result<Pulled, PullError> {
         let reference = Self::parse_reference(reference_text)?;
         let name = reference.whole();
-        let client = self.client(&reference);
+        let client = self.client(&reference)?;
         let auth = credentials_for(reference.resolve_registry())?;
         let fail = |e| Self::classify_error(&name, e);
 
@@ -209,6 +228,7 @@ impl Registry {
         if config_desc.size() > MAX_MANIFEST_BYTES as u64 {
             return Err(PullError::ManifestTooLarge {
                 reference: name.clone(),
+                what: "image config",
                 size: config_desc.size() as usize,
             });
         }
@@ -280,6 +300,7 @@ impl Registry {
         if bytes.len() > MAX_MANIFEST_BYTES {
             return Err(PullError::ManifestTooLarge {
                 reference: name.to_owned(),
+                what: "manifest",
                 size: bytes.len(),
             });
         }
@@ -384,11 +405,11 @@ impl Registry {
             Some([0, b'a', b's', b'm', _, _, 1, 0]) => "wasip2",
             _ => return Err(PushError::NotWasm(wasm.iter().take(8).copied().collect())),
         };
-        let client = self.client(&reference);
+        let client = self.client(&reference)?;
         let auth = credentials_for(reference.resolve_registry())?;
         let fail = |e: OciDistributionError| PushError::Registry {
             reference: name.clone(),
-            message: e.to_string(),
+            message: error_chain(&e),
         };
         client
             .auth(&reference, &auth, oci_client::RegistryOperation::Push)
@@ -431,9 +452,7 @@ impl Registry {
             }
         };
         let config_digest = sha256_digest(&config_bytes);
-        progress(0, wasm.len() as u64);
-        client.push_blob(&reference, wasm.to_vec(), &layer_digest).await.map_err(fail)?;
-        progress(wasm.len() as u64, wasm.len() as u64);
+        push_blob_with_progress(&client, &reference, wasm, &layer_digest, progress).await.map_err(fail)?;
         client.push_blob(&reference, config_bytes.clone(), &config_digest).await.map_err(fail)?;
         let mut manifest = serde_json::json!({
             "schemaVersion": 2,
@@ -458,6 +477,88 @@ impl Registry {
         client.push_manifest_raw(&reference, body, content_type).await.map_err(fail)?;
         Ok(digest)
     }
+}
+
+/// Blobs from this size on are pushed in chunks, reporting progress.
+const STREAMED_PUSH_BYTES: usize = 1 << 20;
+const PUSH_CHUNK_BYTES: usize = 1 << 20;
+
+/// Push one blob. Large blobs go up as chunked PATCHes so `progress` can
+/// follow them; a registry that rejects chunked uploads gets one PUT, as
+/// oci-client's own `push_blob` would fall back to.
+async fn push_blob_with_progress(
+    client: &Client,
+    reference: &Reference,
+    data: &[u8],
+    digest: &str,
+    progress: Progress<'_>,
+) -> Result<(), OciDistributionError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let total = data.len() as u64;
+    if data.len() < STREAMED_PUSH_BYTES {
+        client.push_blob(reference, data.to_vec(), digest).await?;
+        return Ok(());
+    }
+    let handed_over = std::sync::Arc::new(AtomicU64::new(0));
+    let counter = handed_over.clone();
+    let chunks: Vec<bytes::Bytes> = data.chunks(PUSH_CHUNK_BYTES).map(bytes::Bytes::copy_from_slice).collect();
+    let stream = futures_util::stream::iter(chunks.into_iter().map(move |chunk| {
+        counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        Ok(chunk)
+    }));
+    let push = client.push_blob_stream(reference, stream, digest, Some(total));
+    tokio::pin!(push);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    progress(0, total);
+    let result = loop {
+        tokio::select! {
+            result = &mut push => break result,
+            _ = tick.tick() => progress(handed_over.load(Ordering::Relaxed).min(total), total),
+        }
+    };
+    match result {
+        Ok(_) => {}
+        Err(OciDistributionError::SpecViolationError(violation)) => {
+            tracing::warn!(%violation, "the registry refused a chunked upload; pushing in one request");
+            client.push_blob(reference, data.to_vec(), digest).await?;
+        }
+        Err(e) => return Err(e),
+    }
+    progress(total, total);
+    Ok(())
+}
+
+/// An error and its causes on one line: reqwest's own text omits them
+/// ("error sending request" hides "invalid peer certificate: UnknownIssuer").
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn is_certificate_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    let invalid_certificate = |e: &(dyn std::error::Error + 'static)| {
+        e.downcast_ref::<rustls::Error>().is_some_and(|e| matches!(e, rustls::Error::InvalidCertificate(_)))
+    };
+    while let Some(cause) = source {
+        // io::Error::source() skips the error it wraps: look inside.
+        let wrapped = cause.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|inner| inner as &(dyn std::error::Error + 'static));
+        // Connectors may also box it away from downcasting; rustls's own wording then.
+        if invalid_certificate(cause) || wrapped.is_some_and(invalid_certificate) || cause.to_string().starts_with("invalid peer certificate") {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// For an index: `Some(Some(digest))` of the entry to use (a Wasm platform

@@ -4,7 +4,9 @@
 pub mod containerd;
 pub mod cri;
 pub mod oci;
+pub mod pki;
 pub mod registry;
+pub mod token;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

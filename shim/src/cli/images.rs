@@ -15,6 +15,19 @@ pub struct RegistryArgs {
     /// Use plain HTTP for this registry (always used for localhost/127.0.0.1)
     #[arg(long)]
     pub insecure: bool,
+    /// Trust this CA certificate (PEM or DER) for HTTPS registries, besides
+    /// the system's and /etc/{containers,docker}/certs.d/<host:port>/*.crt
+    #[arg(long = "ca-file", value_name = "FILE")]
+    pub ca_files: Vec<PathBuf>,
+}
+
+impl RegistryArgs {
+    fn options(&self) -> RegistryOptions {
+        RegistryOptions {
+            insecure: self.insecure,
+            ca_files: self.ca_files.clone(),
+        }
+    }
 }
 
 /// Push a .wasm to a registry as a CNCF Wasm OCI artifact
@@ -97,9 +110,7 @@ pub fn push(args: PushArgs) -> i32 {
             return LOAD_ERROR_STATUS;
         }
     };
-    let registry = Registry::new(RegistryOptions {
-        insecure: args.registry.insecure,
-    });
+    let registry = Registry::new(args.registry.options());
     let result = executor().and_then(|rt| {
         let format = if args.format == "runwasi" { PushFormat::Runwasi } else { PushFormat::Cncf };
         rt.block_on(registry.push(&wasm, &args.reference, format, &progress_bar("pushing")))
@@ -132,9 +143,7 @@ pub fn pull(cache_dir: &Path, args: PullArgs) -> i32 {
 
 fn pull_into_store(cache_dir: &Path, reference: &str, options: &RegistryArgs) -> Result<(String, wasmlet_oci::StoredImage), String> {
     let store = open_store(cache_dir)?;
-    let registry = Registry::new(RegistryOptions {
-        insecure: options.insecure,
-    });
+    let registry = Registry::new(options.options());
     let pulled = executor()?
         .block_on(registry.pull(reference, &store, &progress_bar("pulling")))
         .map_err(|e| e.to_string())?;
