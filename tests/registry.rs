@@ -378,3 +378,61 @@ fn transfers_of_large_blobs_show_progress_on_a_terminal_only() {
     let s = seen(&Wasmlet::new().run(["run", &reference]));
     assert_eq!(s.code, Some(0), "the large module runs: {s:?}");
 }
+
+fn temp_files(w: &Wasmlet) -> Vec<(std::path::PathBuf, u64)> {
+    std::fs::read_dir(w.cache.path().join("oci/tmp"))
+        .map(|d| d.flatten().map(|e| (e.path(), e.metadata().map_or(0, |m| m.len()))).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn interrupted_pulls_store_nothing_and_restart_cleanly() {
+    use wasmlet_tests::faults::{Fault, FaultyRelay};
+    let registry = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let large = large_module(work.path());
+    let direct = format!("{}/big/interrupted:1", registry.addr);
+    assert_eq!(Wasmlet::new().run(["push".as_ref(), large.as_os_str(), direct.as_ref()]).status.code(), Some(0));
+    let layer = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(std::fs::read(&large).unwrap()));
+    let layer_stored = |w: &Wasmlet| w.cache.path().join("oci/blobs/sha256").join(&layer).exists();
+    let relay = FaultyRelay::start(&registry.addr, Fault::Cut, 1 << 20);
+    let reference = format!("{}/big/interrupted:1", relay.addr);
+    let node = Wasmlet::new();
+
+    // The connection drops 1 MiB into the blob.
+    let s = seen(&node.run(["pull", &reference]));
+    assert_eq!(s.code, Some(1), "{s:?}");
+    assert!(s.stderr.contains("downloading sha256:") || s.stderr.contains("size"), "{s:?}");
+    assert!(!layer_stored(&node), "a partial download became a blob");
+    assert!(temp_files(&node).is_empty(), "{:?}", temp_files(&node));
+    assert_eq!(node.run(["images"]).stdout.iter().filter(|b| **b == b'\n').count(), 1, "an image was tagged");
+
+    // The pull is killed mid-blob: its partial download stays behind…
+    relay.set(Fault::Stall);
+    let mut child = node
+        .command()
+        .args(["pull", &reference])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !temp_files(&node).iter().any(|(_, len)| *len > 0) {
+        assert!(std::time::Instant::now() < deadline, "the pull never started writing its download");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(temp_files(&node).len(), 1);
+    assert!(!layer_stored(&node));
+
+    // …and the next pull sweeps it and starts over.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    relay.set(Fault::None);
+    let s = seen(&node.run(["pull", &reference]));
+    assert_eq!(s.code, Some(0), "{s:?}");
+    assert!(temp_files(&node).is_empty(), "{:?}", temp_files(&node));
+    assert!(layer_stored(&node));
+    let s = seen(&node.run(["run", &reference]));
+    assert_eq!(s.code, Some(0), "{s:?}");
+}

@@ -3,8 +3,10 @@
 //! Layout under its root: `blobs/sha256/<hex>` (immutable, verified before
 //! they get their name), `tmp/` (downloads in progress, never read), and
 //! `refs.json` (reference → image, rewritten atomically under `refs.lock`).
-//! A partial download is a temp file that disappears with its writer, so an
-//! interrupted pull restarts cleanly; a blob found corrupt on read is removed.
+//! A partial download is a temp file, locked (`flock`) by its writer, that
+//! disappears with it; one left by a killed writer is unlocked and swept by
+//! the next [`ContentStore::open`]. So an interrupted pull restarts cleanly,
+//! and a blob found corrupt on read is removed.
 
 use crate::digest::{sha256_hex, verify_digest, DigestError};
 use sha2::{Digest as _, Sha256};
@@ -70,7 +72,28 @@ impl ContentStore {
         for dir in [root.join("blobs/sha256"), root.join("tmp")] {
             std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
         }
-        Ok(Self { root: root.to_owned() })
+        let store = Self { root: root.to_owned() };
+        store.sweep_abandoned_downloads();
+        Ok(store)
+    }
+
+    /// Remove temp files no live writer holds: what a killed pull left.
+    fn sweep_abandoned_downloads(&self) {
+        let Ok(entries) = std::fs::read_dir(self.root.join("tmp")) else {
+            return;
+        };
+        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            // A writer locks its file right after creating it; the age check
+            // keeps this sweep out of that gap.
+            let old_enough = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= ABANDONED_AFTER));
+            let Ok(file) = std::fs::File::open(&path) else { continue };
+            if old_enough && try_lock(&file) {
+                tracing::info!(path = %path.display(), "removing an abandoned download");
+                let _ = std::fs::remove_file(&path);
+            }
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -114,6 +137,7 @@ impl ContentStore {
             .prefix("blob-")
             .tempfile_in(self.root.join("tmp"))
             .map_err(io("creating a temp file in", &self.root.join("tmp")))?;
+        try_lock(file.as_file()); // best effort: marks the file as in use
         Ok(BlobWriter {
             store: self,
             file,
@@ -200,6 +224,16 @@ impl ContentStore {
         }
         Ok(true)
     }
+}
+
+/// Temp files younger than this are never swept, locked or not.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// An exclusive, non-blocking `flock`; released when the file is closed.
+fn try_lock(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: flock on a descriptor this function borrows; no memory involved.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }
 
 /// A blob being written; it gets its content-addressed name only in

@@ -3,6 +3,7 @@
 
 pub mod containerd;
 pub mod cri;
+pub mod faults;
 pub mod oci;
 pub mod pki;
 pub mod registry;
