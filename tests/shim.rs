@@ -425,3 +425,108 @@ fn wasm_artifacts_pulled_by_containerd_run_from_the_content_store() {
     assert_eq!(log.matches("compiled and cached").count(), log_before, "recompiled a cached artifact");
     assert!(log.contains("Wasm from the image's layer"), "{log}");
 }
+
+/// One Task API call under an explicit service name: containerd 1.6/1.7
+/// (and 2.x given a bare address from `start`) call `containerd.task.v2.Task`,
+/// containerd 2.x's own v3 shims `containerd.task.v3.Task`.
+fn task_call<Req, Resp>(client: &containerd_shim_protos::ttrpc::Client, service: &str, method: &str, req: &Req) -> containerd_shim_protos::ttrpc::Result<Resp>
+where
+    Req: containerd_shim_protos::protobuf::Message,
+    Resp: containerd_shim_protos::protobuf::Message,
+{
+    use containerd_shim_protos::ttrpc;
+    struct Caller<'a> {
+        client: &'a ttrpc::Client,
+    }
+    let caller = Caller { client };
+    let ctx = ttrpc::context::with_timeout(10_000_000_000);
+    let mut cres = Resp::new();
+    (|| -> ttrpc::Result<()> {
+        let this = &caller;
+        ttrpc::client_request!(this, ctx, req, service, method, cres);
+        Ok(())
+    })()?;
+    Ok(cres)
+}
+
+#[test]
+fn task_api_answers_as_v2_and_v3_on_the_same_connection() {
+    use containerd_shim_protos::api;
+    const V2: &str = "containerd.task.v2.Task";
+    const V3: &str = "containerd.task.v3.Task";
+    let c = Containerd::start();
+    let id = unique_id("v3");
+    let bundle = tempfile::tempdir().unwrap();
+    std::fs::create_dir(bundle.path().join("rootfs")).unwrap();
+    std::fs::copy(guest("hello", false), bundle.path().join("rootfs/hello.wasm")).unwrap();
+    let spec = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {"args": ["/hello.wasm"], "env": ["PATH=/"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+        "root": {"path": "rootfs"},
+        "linux": {"cgroupsPath": format!("/wasmlet-test/{id}"), "resources": {"memory": {"limit": 67108864}}},
+    });
+    std::fs::write(bundle.path().join("config.json"), spec.to_string()).unwrap();
+    let stdout_path = bundle.path().join("stdout");
+    std::fs::write(&stdout_path, b"").unwrap();
+
+    // `start`, as containerd runs it: bare address on stdout.
+    let out = std::process::Command::new(wasmlet_tests::bin("containerd-shim-wasmlet-v1"))
+        .current_dir(bundle.path())
+        .env("TTRPC_ADDRESS", format!("{}.ttrpc", c.address))
+        .args(["-namespace", "wasmlet-test", "-id", &id, "-address", &c.address, "-publish-binary", "/usr/bin/containerd", "start"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let s = seen(&out);
+    assert_eq!(s.code, Some(0), "{s:?}");
+    let address = s.stdout.trim().to_owned();
+    assert!(address.starts_with("unix://") && !address.contains('{'), "start must print a bare address: {s:?}");
+    let client = containerd_shim_protos::ttrpc::Client::connect(&address).unwrap();
+
+    let create = api::CreateTaskRequest {
+        id: id.clone(),
+        bundle: bundle.path().to_string_lossy().into_owned(),
+        stdout: stdout_path.to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    let created: api::CreateTaskResponse = task_call(&client, V3, "Create", &create).unwrap();
+    assert!(created.pid > 0);
+    let state = |service: &str| -> api::StateResponse {
+        task_call(&client, service, "State", &api::StateRequest { id: id.clone(), ..Default::default() }).unwrap()
+    };
+    assert_eq!(state(V2).status.enum_value(), Ok(containerd_shim_protos::types::task::Status::CREATED));
+    let _: api::StartResponse = task_call(&client, V2, "Start", &api::StartRequest { id: id.clone(), ..Default::default() }).unwrap();
+    let waited: api::WaitResponse = task_call(&client, V3, "Wait", &api::WaitRequest { id: id.clone(), ..Default::default() }).unwrap();
+    assert_eq!(waited.exit_status, 0);
+    let stopped = state(V3);
+    assert_eq!(stopped.status.enum_value(), Ok(containerd_shim_protos::types::task::Status::STOPPED));
+    assert_eq!(stopped.exit_status, 0);
+    assert_eq!(std::fs::read_to_string(&stdout_path).unwrap(), "hello from wasmlet\n");
+    let memory_limit = std::fs::read_to_string(format!("/sys/fs/cgroup/memory/wasmlet-test/{id}/memory.limit_in_bytes"))
+        .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup/wasmlet-test/{id}/memory.max")))
+        .unwrap();
+    assert_eq!(memory_limit.trim(), "67108864");
+
+    // Unsupported calls answer under either name with what is unsupported.
+    let err = task_call::<_, containerd_shim_protos::protobuf::well_known_types::empty::Empty>(
+        &client,
+        V3,
+        "Checkpoint",
+        &api::CheckpointTaskRequest { id: id.clone(), ..Default::default() },
+    )
+    .unwrap_err();
+    assert!(format!("{err:?}").to_lowercase().contains("checkpoint"), "{err:?}");
+
+    let deleted: api::DeleteResponse = task_call(&client, V2, "Delete", &api::DeleteRequest { id: id.clone(), ..Default::default() }).unwrap();
+    assert_eq!(deleted.exit_status, 0);
+    assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/memory/wasmlet-test/{id}")).exists(), "cgroup left after Delete");
+    let pids = shim_pids_matching(&format!("-id {id}"));
+    assert_eq!(pids.len(), 1, "one daemon for the container: {pids:?}");
+    let _ = task_call::<_, containerd_shim_protos::protobuf::well_known_types::empty::Empty>(
+        &client,
+        V3,
+        "Shutdown",
+        &api::ShutdownRequest { id: id.clone(), ..Default::default() },
+    );
+    wait_gone(pids[0]);
+}

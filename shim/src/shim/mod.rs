@@ -26,10 +26,13 @@
 //! Pod sandboxes (CRI, `io.kubernetes.cri.container-type: sandbox`) run no
 //! process: the sandbox's shim only holds the pod's cgroup.
 //!
-//! containerd versions: 1.6/1.7 and 2.0–2.2 read a bare address from `start`
-//! and then speak `containerd.task.v2.Task`; containerd 2.x speaks v3. The v2
-//! and v3 messages are identical on the wire, so the daemon registers the one
-//! service implementation under both names and `start` prints a bare address.
+//! containerd versions: `start` prints a bare socket address, the only reply
+//! 1.6/1.7 understand; containerd 2.x reads a bare address as a task-API-v2
+//! shim (its JSON bootstrap reply is optional). The v2 and v3 Task messages
+//! are identical on the wire, so the daemon registers the one service
+//! implementation as both `containerd.task.v2.Task` and
+//! `containerd.task.v3.Task`: tests/shim.rs drives Create…Shutdown under
+//! both names on one connection, and everything else through containerd 1.6.
 
 mod bootstrap;
 mod cgroup;
