@@ -1,7 +1,8 @@
 //! Runtime micro-benchmarks (criterion), run by `scripts/bench-runtime`.
 //!
 //! - `run/*`: Store + instantiate + run to completion + drop, of a program
-//!   already loaded (compiled code in memory), pooling vs on-demand.
+//!   already loaded (compiled code in memory), pooling vs on-demand, through
+//!   `run_blocking` (the shim's and CLI's path) and the async path (`-async`).
 //! - `load/*`: compiling a module vs loading it from the compile cache
 //!   (`deserialize_file`, mmap'd), as a fresh process on the node would.
 //! - Before criterion starts, a one-off report of what the pool costs:
@@ -38,19 +39,27 @@ fn bench_runs(c: &mut Criterion, cache: &Path) {
         ("hello-rust-p2", guest("wasm32-wasip2", "hello")),
     ];
     let mut group = c.benchmark_group("run");
+    let caps = || Capabilities {
+        args: vec!["hello".into()],
+        ..Default::default()
+    };
     for (strategy, pool) in [("pooling", Some(PoolConfig::default())), ("on-demand", None)] {
         let rt = runtime(cache, pool);
         let kill = KillSwitch::new();
         for (name, bytes) in &programs {
             let (program, _) = rt.load_bytes(bytes, name, false).unwrap();
+            // What the shim and `wasmlet run` do on their guest thread.
             group.bench_function(format!("{name}/{strategy}"), |b| {
                 b.iter(|| {
-                    let caps = Capabilities {
-                        args: vec!["hello".into()],
-                        ..Default::default()
-                    };
+                    let outcome = rt.run_blocking(&program, &Entry::Default, caps(), &Limits::default(), &kill).unwrap();
+                    assert_eq!(outcome.code(), 0);
+                })
+            });
+            // The async path (HTTP functions' per-request instances use it).
+            group.bench_function(format!("{name}/{strategy}-async"), |b| {
+                b.iter(|| {
                     let outcome = executor
-                        .block_on(rt.run(&program, &Entry::Default, caps, &Limits::default(), &kill))
+                        .block_on(rt.run(&program, &Entry::Default, caps(), &Limits::default(), &kill))
                         .unwrap();
                     assert_eq!(outcome.code(), 0);
                 })

@@ -26,6 +26,9 @@ pub struct PoolConfig {
     /// Small guests then reuse a slot without syscalls, page faults or TLB
     /// shoot-downs (costly in VMs); everything above this is returned to the
     /// kernel, so an idle server keeps at most this much per slot it used.
+    /// 16 KiB measured best here (hello.wat 64 KiB: 6.5 µs, 16 KiB: 5.8 µs,
+    /// 4 KiB: 5.7 µs, 0: 11.6 µs, async path): the pages a small guest
+    /// touches, without `memset`ting a whole 64 KiB Wasm page every run.
     pub keep_resident: usize,
 }
 
@@ -36,7 +39,7 @@ impl Default for PoolConfig {
             core_instances_per_instance: 8,
             memories_per_instance: 2,
             max_memory_size: 4 << 30,
-            keep_resident: 64 << 10,
+            keep_resident: 16 << 10,
         }
     }
 }

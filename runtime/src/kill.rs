@@ -41,7 +41,9 @@ impl KillSwitch {
 
     /// Bind to the engine the guest runs on (done by the runtime at run start).
     pub(crate) fn arm(&self, engine: &Engine) {
-        let _ = self.engine.set(engine.clone());
+        if self.engine.get().is_none() {
+            let _ = self.engine.set(engine.clone());
+        }
     }
 
     /// Deliver `signal` (e.g. `libc::SIGKILL`, `libc::SIGTERM`).

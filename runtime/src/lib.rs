@@ -11,6 +11,7 @@
 //! the host process. Callers (the shim, the CLI) translate those into
 //! [`Capabilities`], [`Limits`] and [`KillSwitch`] calls.
 
+mod blocking;
 mod cache;
 mod capabilities;
 mod config;
@@ -25,6 +26,7 @@ mod program;
 mod run;
 mod ticker;
 
+pub use blocking::STOP_GRACE;
 pub use cache::{CacheOutcome, CacheStats, CompileCache};
 pub use capabilities::{Capabilities, Preopen, StdinSource, StdoutSink};
 pub use config::{PoolConfig, RuntimeConfig};

@@ -76,6 +76,9 @@ struct Inner {
     kind: ProgramKind,
     compiled: Compiled,
     module_pre: OnceLock<wasmtime::InstancePre<ModuleState>>,
+    module_pre_sync: OnceLock<wasmtime::InstancePre<ModuleState>>,
+    /// Set once `_start` was found callable, so runs skip the export lookups.
+    start_checked: OnceLock<()>,
     command_pre: OnceLock<CommandPre<ComponentState>>,
     proxy_pre: OnceLock<ProxyPre<HttpState>>,
 }
@@ -92,6 +95,8 @@ impl Program {
                 kind,
                 compiled,
                 module_pre: OnceLock::new(),
+                module_pre_sync: OnceLock::new(),
+                start_checked: OnceLock::new(),
                 command_pre: OnceLock::new(),
                 proxy_pre: OnceLock::new(),
             }),
@@ -129,6 +134,28 @@ impl Program {
         }
         let pre = linker.instantiate_pre(module)?;
         Ok(self.inner.module_pre.get_or_init(|| pre).clone())
+    }
+
+    /// Whether `_start` was already found callable by an earlier run.
+    pub(crate) fn start_checked(&self) -> bool {
+        self.inner.start_checked.get().is_some()
+    }
+
+    pub(crate) fn mark_start_checked(&self) {
+        let _ = self.inner.start_checked.set(());
+    }
+
+    /// As [`Program::module_pre`], for the synchronous WASI linker.
+    pub(crate) fn module_pre_sync(
+        &self,
+        linker: &wasmtime::Linker<ModuleState>,
+        module: &Module,
+    ) -> wasmtime::Result<wasmtime::InstancePre<ModuleState>> {
+        if let Some(pre) = self.inner.module_pre_sync.get() {
+            return Ok(pre.clone());
+        }
+        let pre = linker.instantiate_pre(module)?;
+        Ok(self.inner.module_pre_sync.get_or_init(|| pre).clone())
     }
 
     pub(crate) fn command_pre(

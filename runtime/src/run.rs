@@ -22,8 +22,8 @@ use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
 
 /// Store data of a core-module run.
 pub struct ModuleState {
-    wasi: WasiP1Ctx,
-    limiter: MemoryLimiter,
+    pub(crate) wasi: WasiP1Ctx,
+    pub(crate) limiter: MemoryLimiter,
 }
 
 /// Store data of a component run.
@@ -60,6 +60,8 @@ pub struct Runtime {
     cache: CompileCache,
     ticker: EpochTicker,
     module_linker: wasmtime::Linker<ModuleState>,
+    /// WASI preview 1 with synchronous host calls: [`Runtime::run_blocking`].
+    pub(crate) module_linker_sync: wasmtime::Linker<ModuleState>,
     component_linker: wasmtime::component::Linker<ComponentState>,
     programs: Mutex<HashMap<Digest, Program>>,
     /// Built on first use: only servers of HTTP functions need it.
@@ -78,8 +80,8 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
-/// How a guest future ended, before classification.
-enum GuestEnd {
+/// How a guest ended, before classification.
+pub(crate) enum GuestEnd {
     Instantiate(wasmtime::Error),
     Returned(Vec<Val>),
     CommandFailed,
@@ -94,6 +96,8 @@ impl Runtime {
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick).context("starting the epoch ticker")?;
         let mut module_linker = wasmtime::Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut module_linker, |s: &mut ModuleState| &mut s.wasi)?;
+        let mut module_linker_sync = wasmtime::Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut module_linker_sync, |s: &mut ModuleState| &mut s.wasi)?;
         let mut component_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut component_linker)?;
         tracing::debug!(?strategy, cache = %cache.dir().display(), "runtime ready");
@@ -103,6 +107,7 @@ impl Runtime {
             cache,
             ticker,
             module_linker,
+            module_linker_sync,
             component_linker,
             programs: Mutex::new(HashMap::new()),
             http_linker: std::sync::OnceLock::new(),
@@ -237,7 +242,8 @@ impl Runtime {
     pub fn link(&self, program: &Program) -> Result<(), RunError> {
         let unknown = |e: wasmtime::Error| RunError::UnknownImport(link_error_message(&e));
         match (program.compiled(), program.kind()) {
-            (Compiled::Module(module), _) => program.module_pre(&self.module_linker, module).map(drop).map_err(unknown),
+            // Modules run through `run_blocking`'s synchronous linker.
+            (Compiled::Module(module), _) => program.module_pre_sync(&self.module_linker_sync, module).map(drop).map_err(unknown),
             (Compiled::Component(component), ProgramKind::Command) => {
                 program.command_pre(&self.component_linker, component).map(drop).map_err(unknown)
             }
@@ -299,6 +305,7 @@ impl Runtime {
             },
             limits,
             kill,
+            Yielding::ToExecutor,
         );
         store.limiter(|s| &mut s.limiter);
         let reactor_init = matches!(entry, Entry::Export(_)) && module.get_export("_initialize").is_some();
@@ -359,6 +366,7 @@ impl Runtime {
             },
             limits,
             kill,
+            Yielding::ToExecutor,
         );
         store.limiter(|s| &mut s.limiter);
         let guest = async {
@@ -395,7 +403,7 @@ impl Runtime {
         self.ticker.running()
     }
 
-    pub(crate) fn new_store<T: 'static>(&self, data: T, limits: &Limits, kill: &KillSwitch) -> Store<T> {
+    pub(crate) fn new_store<T: 'static>(&self, data: T, limits: &Limits, kill: &KillSwitch, yielding: Yielding) -> Store<T> {
         let mut store = Store::new(&self.engine, data);
         // At every epoch tick a running guest checks for a kill or a passed
         // deadline (and traps with `Interrupted`), else yields to its executor
@@ -410,9 +418,16 @@ impl Runtime {
             if kill.signal().is_some() || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                 return Err(wasmtime::Error::new(Interrupted));
             }
-            Ok(UpdateDeadline::Yield(1))
+            Ok(match yielding {
+                Yielding::ToExecutor => UpdateDeadline::Yield(1),
+                Yielding::Never => UpdateDeadline::Continue(1),
+            })
         });
         store
+    }
+
+    pub(crate) fn ticker(&self) -> &EpochTicker {
+        &self.ticker
     }
 
     /// Drive the guest until it ends, `kill` fires, or the deadline passes.
@@ -445,7 +460,16 @@ impl Runtime {
     }
 }
 
-fn resolve_module_entry(module: &Module, entry: &Entry) -> Result<String, RunError> {
+/// What a running guest does at an epoch tick when it is not stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Yielding {
+    /// Yield to its async executor (guests called with `call_async`).
+    ToExecutor,
+    /// Keep running (synchronous calls: nothing to yield to).
+    Never,
+}
+
+pub(crate) fn resolve_module_entry(module: &Module, entry: &Entry) -> Result<String, RunError> {
     let name = match entry {
         Entry::Default => {
             if module.get_export("_start").is_none() {
@@ -484,14 +508,14 @@ fn export_names(module: &Module) -> String {
     }
 }
 
-fn link_error_message(err: &wasmtime::Error) -> String {
+pub(crate) fn link_error_message(err: &wasmtime::Error) -> String {
     // wasmtime says "unknown import: `env::foo` has not been defined"; keep
     // the innermost, most specific part.
     let msg = format!("{err:#}");
     msg.strip_prefix("unknown import: ").unwrap_or(&msg).to_owned()
 }
 
-fn classify(end: Result<GuestEnd, ExitStatus>, oom: Option<&str>) -> Result<Outcome, RunError> {
+pub(crate) fn classify(end: Result<GuestEnd, ExitStatus>, oom: Option<&str>) -> Result<Outcome, RunError> {
     let status = match end {
         Err(stopped) => stopped,
         Ok(GuestEnd::Returned(results)) => {

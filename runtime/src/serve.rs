@@ -352,7 +352,7 @@ impl HttpServer {
             memory_cap: inner.limits.memory_cap.clone(),
             deadline: Some(deadline.saturating_duration_since(tokio::time::Instant::now())),
         };
-        let mut store: Store<HttpState> = inner.runtime.new_store(state, &limits, &inner.hard_kill);
+        let mut store: Store<HttpState> = inner.runtime.new_store(state, &limits, &inner.hard_kill, crate::run::Yielding::ToExecutor);
         store.limiter(|s| &mut s.limiter);
         let max_body = inner.config.max_body_bytes;
         let req = req.map(move |body| {

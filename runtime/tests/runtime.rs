@@ -1,10 +1,11 @@
-//! The runtime as a library: runs, kill from another thread, deadlines, the
-//! pool's capacity and the compile cache's counters.
+//! The runtime as a library: runs (through `run_blocking`, the shim's and
+//! CLI's path, and the async path), kill from another thread, deadlines, a
+//! guest blocked in a host call, the pool's capacity and the compile cache.
 
 use std::time::{Duration, Instant};
 use wasmlet_runtime::{
-    AllocationStrategy, CacheOutcome, Capabilities, Entry, ExitStatus, KillSwitch, Limits, Runtime, RuntimeConfig,
-    StdoutSink,
+    AllocationStrategy, CacheOutcome, Capabilities, Entry, ExitStatus, KillSwitch, Limits, Outcome, Program, Runtime,
+    RuntimeConfig, StdoutSink,
 };
 
 fn runtime(cache: &std::path::Path) -> Runtime {
@@ -24,6 +25,23 @@ fn executor() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
+/// The two ways a run to completion can go.
+#[derive(Debug, Clone, Copy)]
+enum Path {
+    Blocking,
+    Async,
+}
+
+const PATHS: [Path; 2] = [Path::Blocking, Path::Async];
+
+fn run(path: Path, rt: &Runtime, program: &Program, caps: Capabilities, limits: &Limits, kill: &KillSwitch) -> Outcome {
+    match path {
+        Path::Blocking => rt.run_blocking(program, &Entry::Default, caps, limits, kill),
+        Path::Async => executor().block_on(rt.run(program, &Entry::Default, caps, limits, kill)),
+    }
+    .unwrap()
+}
+
 #[test]
 fn hello_writes_its_output_to_the_given_file() {
     let cache = tempfile::tempdir().unwrap();
@@ -31,17 +49,17 @@ fn hello_writes_its_output_to_the_given_file() {
     assert_eq!(rt.allocation_strategy(), AllocationStrategy::Pooling);
     let (program, outcome) = rt.load_bytes(&wat("hello"), "hello.wat", false).unwrap();
     assert_eq!(outcome, CacheOutcome::Compiled);
-    let out = tempfile::NamedTempFile::new().unwrap();
-    let caps = Capabilities {
-        args: vec!["hello".into()],
-        stdout: StdoutSink::File(out.reopen().unwrap()),
-        ..Default::default()
-    };
-    let outcome = executor()
-        .block_on(rt.run(&program, &Entry::Default, caps, &Limits::default(), &KillSwitch::new()))
-        .unwrap();
-    assert_eq!(outcome.status, ExitStatus::Exited(0));
-    assert_eq!(std::fs::read_to_string(out.path()).unwrap(), "hello from wasmlet\n");
+    for path in PATHS {
+        let out = tempfile::NamedTempFile::new().unwrap();
+        let caps = Capabilities {
+            args: vec!["hello".into()],
+            stdout: StdoutSink::File(out.reopen().unwrap()),
+            ..Default::default()
+        };
+        let outcome = run(path, &rt, &program, caps, &Limits::default(), &KillSwitch::new());
+        assert_eq!(outcome.status, ExitStatus::Exited(0), "{path:?}");
+        assert_eq!(std::fs::read_to_string(out.path()).unwrap(), "hello from wasmlet\n", "{path:?}");
+    }
 }
 
 /// The median of several trials: this VM's vCPUs are sometimes descheduled
@@ -56,29 +74,29 @@ fn kill_from_another_thread_stops_a_tight_loop_within_100ms() {
     let cache = tempfile::tempdir().unwrap();
     let rt = runtime(cache.path());
     let (program, _) = rt.load_bytes(&wat("loop"), "loop.wat", false).unwrap();
-    let mut latencies = Vec::new();
-    for signal in [libc::SIGKILL, libc::SIGTERM, libc::SIGKILL, libc::SIGTERM, libc::SIGKILL] {
-        let kill = KillSwitch::new();
-        let killer = {
-            let kill = kill.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(100));
-                let sent = Instant::now();
-                kill.kill(signal);
-                sent
-            })
-        };
-        let outcome = executor()
-            .block_on(rt.run(&program, &Entry::Default, Capabilities::default(), &Limits::default(), &kill))
-            .unwrap();
-        let stopped = Instant::now();
-        let sent = killer.join().unwrap();
-        latencies.push(stopped.saturating_duration_since(sent));
-        assert_eq!(outcome.status, ExitStatus::Signaled(signal));
-        assert_eq!(outcome.code(), 128 + signal);
+    for path in PATHS {
+        let mut latencies = Vec::new();
+        for signal in [libc::SIGKILL, libc::SIGTERM, libc::SIGKILL, libc::SIGTERM, libc::SIGKILL] {
+            let kill = KillSwitch::new();
+            let killer = {
+                let kill = kill.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(100));
+                    let sent = Instant::now();
+                    kill.kill(signal);
+                    sent
+                })
+            };
+            let outcome = run(path, &rt, &program, Capabilities::default(), &Limits::default(), &kill);
+            let stopped = Instant::now();
+            let sent = killer.join().unwrap();
+            latencies.push(stopped.saturating_duration_since(sent));
+            assert_eq!(outcome.status, ExitStatus::Signaled(signal), "{path:?}");
+            assert_eq!(outcome.code(), 128 + signal);
+        }
+        let typical = median(latencies.clone());
+        assert!(typical < Duration::from_millis(100), "{path:?}: kill latencies {latencies:?}");
     }
-    let typical = median(latencies.clone());
-    assert!(typical < Duration::from_millis(100), "kill latencies {latencies:?}");
 }
 
 #[test]
@@ -86,17 +104,19 @@ fn kill_before_start_never_runs_the_guest() {
     let cache = tempfile::tempdir().unwrap();
     let rt = runtime(cache.path());
     let (program, _) = rt.load_bytes(&wat("hello"), "hello.wat", false).unwrap();
-    let kill = KillSwitch::new();
-    kill.kill(libc::SIGKILL);
-    kill.kill(libc::SIGTERM); // the first signal wins
-    let out = tempfile::NamedTempFile::new().unwrap();
-    let caps = Capabilities {
-        stdout: StdoutSink::File(out.reopen().unwrap()),
-        ..Default::default()
-    };
-    let outcome = executor().block_on(rt.run(&program, &Entry::Default, caps, &Limits::default(), &kill)).unwrap();
-    assert_eq!(outcome.code(), 137);
-    assert_eq!(std::fs::read_to_string(out.path()).unwrap(), "");
+    for path in PATHS {
+        let kill = KillSwitch::new();
+        kill.kill(libc::SIGKILL);
+        kill.kill(libc::SIGTERM); // the first signal wins
+        let out = tempfile::NamedTempFile::new().unwrap();
+        let caps = Capabilities {
+            stdout: StdoutSink::File(out.reopen().unwrap()),
+            ..Default::default()
+        };
+        let outcome = run(path, &rt, &program, caps, &Limits::default(), &kill);
+        assert_eq!(outcome.code(), 137, "{path:?}");
+        assert_eq!(std::fs::read_to_string(out.path()).unwrap(), "", "{path:?}");
+    }
 }
 
 #[test]
@@ -109,11 +129,9 @@ fn deadline_stops_a_tight_loop() {
         ..Default::default()
     };
     let mut took = Vec::new();
-    for _ in 0..3 {
+    for path in [Path::Blocking, Path::Async, Path::Blocking, Path::Async] {
         let started = Instant::now();
-        let outcome = executor()
-            .block_on(rt.run(&program, &Entry::Default, Capabilities::default(), &limits, &KillSwitch::new()))
-            .unwrap();
+        let outcome = run(path, &rt, &program, Capabilities::default(), &limits, &KillSwitch::new());
         took.push(started.elapsed());
         assert_eq!(outcome.status, ExitStatus::DeadlineExceeded);
         assert_eq!((outcome.code(), outcome.status.reason()), (137, "DeadlineExceeded"));
@@ -128,18 +146,55 @@ fn memory_limit_makes_grow_fail_and_exceeding_initial_memory_is_oom() {
     let cache = tempfile::tempdir().unwrap();
     let rt = runtime(cache.path());
     let (memgrow, _) = rt.load_bytes(&wat("memgrow"), "memgrow.wat", false).unwrap();
-    let run = |program, memory| {
-        executor()
-            .block_on(rt.run(program, &Entry::Default, Capabilities::default(), &Limits { memory, ..Default::default() }, &KillSwitch::new()))
-            .unwrap()
-    };
-    assert_eq!(run(&memgrow, Some(3 << 20)).status, ExitStatus::Exited(3));
-    assert_eq!(run(&memgrow, Some((3 << 20) + 65535)).status, ExitStatus::Exited(3));
-    // hello.wat declares one 64 KiB page; a smaller limit fails instantiation as OOM.
     let (hello, _) = rt.load_bytes(&wat("hello"), "hello.wat", false).unwrap();
-    let outcome = run(&hello, Some(1024));
-    assert!(outcome.status.is_oom(), "{outcome:?}");
-    assert_eq!((outcome.code(), outcome.status.reason()), (137, "OOMKilled"));
+    for path in PATHS {
+        let limited = |program, memory| {
+            run(path, &rt, program, Capabilities::default(), &Limits { memory, ..Default::default() }, &KillSwitch::new())
+        };
+        assert_eq!(limited(&memgrow, Some(3 << 20)).status, ExitStatus::Exited(3), "{path:?}");
+        assert_eq!(limited(&memgrow, Some((3 << 20) + 65535)).status, ExitStatus::Exited(3), "{path:?}");
+        // hello.wat declares one 64 KiB page; a smaller limit fails instantiation as OOM.
+        let outcome = limited(&hello, Some(1024));
+        assert!(outcome.status.is_oom(), "{path:?}: {outcome:?}");
+        assert_eq!((outcome.code(), outcome.status.reason()), (137, "OOMKilled"));
+    }
+}
+
+#[test]
+fn a_guest_blocked_in_a_host_call_is_reported_stopped_after_the_grace() {
+    let cache = tempfile::tempdir().unwrap();
+    let rt = std::sync::Arc::new(runtime(cache.path()));
+    let (program, _) = rt.load_bytes(&wat("sleep"), "sleep.wat", false).unwrap();
+    let kill = KillSwitch::new();
+    let killer = {
+        let kill = kill.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            kill.kill(libc::SIGTERM);
+            Instant::now()
+        })
+    };
+    let outcome = executor()
+        .block_on(rt.run_on_thread(program.clone(), Entry::Default, Capabilities::default(), Limits::default(), kill))
+        .unwrap();
+    let waited = killer.join().unwrap().elapsed();
+    assert_eq!((outcome.code(), outcome.status), (143, ExitStatus::Signaled(libc::SIGTERM)));
+    assert!(waited >= wasmlet_runtime::STOP_GRACE && waited < Duration::from_secs(2), "reported after {waited:?}");
+
+    // A deadline, likewise; and a guest that finishes is simply awaited.
+    let limits = Limits {
+        deadline: Some(Duration::from_millis(100)),
+        ..Default::default()
+    };
+    let outcome = executor()
+        .block_on(rt.run_on_thread(program, Entry::Default, Capabilities::default(), limits, KillSwitch::new()))
+        .unwrap();
+    assert_eq!(outcome.status, ExitStatus::DeadlineExceeded);
+    let (hello, _) = rt.load_bytes(&wat("hello"), "hello.wat", false).unwrap();
+    let outcome = executor()
+        .block_on(rt.run_on_thread(hello, Entry::Default, Capabilities::default(), Limits::default(), KillSwitch::new()))
+        .unwrap();
+    assert_eq!(outcome.status, ExitStatus::Exited(0));
 }
 
 #[test]

@@ -34,7 +34,7 @@ pub struct RunArgs {
     args: Vec<String>,
 }
 
-pub fn run(runtime: &Runtime, args: RunArgs) -> i32 {
+pub fn run(runtime: &std::sync::Arc<Runtime>, args: RunArgs) -> i32 {
     let name = args.file.to_string_lossy().into_owned();
     let argv = std::iter::once(name).chain(args.args.iter().cloned()).collect();
     let caps = match args.grants.capabilities(argv) {
@@ -67,7 +67,7 @@ pub fn run(runtime: &Runtime, args: RunArgs) -> i32 {
     let kill = KillSwitch::new();
     let outcome = executor.block_on(async {
         forward_signals(kill.clone());
-        runtime.run(&program, &entry, caps, &limits, &kill).await
+        runtime.run_on_thread(program, entry, caps, limits, kill).await
     });
     match outcome {
         Ok(outcome) => {

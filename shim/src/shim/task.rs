@@ -479,30 +479,28 @@ impl Task for WasmletTask {
         };
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let id = req.id.clone();
-        // The guest gets a thread of its own so a busy guest never delays the
-        // Task API; it yields to its executor at every epoch tick for kills.
-        let spawned = std::thread::Builder::new().name("wasmlet-guest".into()).spawn(move || {
-            let WasmTask { entry, mut caps, limits, http, .. } = task;
-            caps.stdin = stdio.stdin;
-            caps.stdout = stdio.stdout;
-            caps.stderr = stdio.stderr;
-            let result = match listener {
-                None => tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| e.to_string())
-                    .and_then(|executor| {
-                        executor
-                            .block_on(runtime.run(&program, &entry, caps, &limits, &kill))
-                            .map_err(|e| e.to_string())
-                    }),
-                Some(listener) => serve_http(runtime, &program, caps, limits, http.serve, listener, &kill),
-            };
-            let _ = done_tx.send(result);
-        });
-        if let Err(err) = spawned {
-            s.finish(&req.id, 128 + libc::SIGKILL as u32, false).await;
-            return Err(rpc_error(ttrpc::Code::INTERNAL, format!("starting the guest thread: {err}")));
+        let WasmTask { entry, mut caps, limits, http, .. } = task;
+        caps.stdin = stdio.stdin;
+        caps.stdout = stdio.stdout;
+        caps.stderr = stdio.stderr;
+        match listener {
+            // A run to completion: on a thread of its own (a busy guest never
+            // delays the Task API), synchronous WASI for modules.
+            None => {
+                tokio::spawn(async move {
+                    let result = runtime.run_on_thread(program, entry, caps, limits, kill).await.map_err(|e| e.to_string());
+                    let _ = done_tx.send(result);
+                });
+            }
+            Some(listener) => {
+                let spawned = std::thread::Builder::new().name("wasmlet-http".into()).spawn(move || {
+                    let _ = done_tx.send(serve_http(runtime, &program, caps, limits, http.serve, listener, &kill));
+                });
+                if let Err(err) = spawned {
+                    s.finish(&req.id, 128 + libc::SIGKILL as u32, false).await;
+                    return Err(rpc_error(ttrpc::Code::INTERNAL, format!("starting the server thread: {err}")));
+                }
+            }
         }
         let waiter = s.clone();
         tokio::spawn(async move {
