@@ -10,7 +10,7 @@
 //! its own data pages.
 //!
 //! Why this model, measured here (benches/containerd.rs, 50 idle containers,
-//! containerd 1.6.20, 2 vCPUs): an idle container costs 1.45 MiB PSS (runc's
+//! containerd 1.6.20, 2 vCPUs): an idle container costs 1.45–1.50 MiB PSS (runc's
 //! shim + process: 2.70 MiB), and `ctr run --rm` of a cached module takes
 //! 0.57–0.60 × runc's time. The alternatives considered: a per-pod shim
 //! forking a zygote per container saves the exec (1.3 ms of ~65 ms) but
