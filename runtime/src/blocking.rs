@@ -16,9 +16,9 @@ use crate::capabilities::Capabilities;
 use crate::error::RunError;
 use crate::exit::{ExitStatus, Outcome};
 use crate::kill::KillSwitch;
-use crate::limits::{Limits, MemoryLimiter};
+use crate::limits::Limits;
 use crate::program::{Compiled, Program};
-use crate::run::{classify, link_error_message, resolve_module_entry, Entry, GuestEnd, Interrupted, ModuleState, Runtime, Yielding};
+use crate::run::{classify, Entry, GuestEnd, Interrupted, ModuleRun, Runtime, Yielding};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::{Module, Val};
@@ -81,32 +81,10 @@ impl Runtime {
         limits: &Limits,
         kill: &KillSwitch,
     ) -> Result<Outcome, RunError> {
-        let export = if matches!(entry, Entry::Default) && program.start_checked() {
-            String::new() // `_start`, called through a typed function below
-        } else {
-            let export = resolve_module_entry(module, entry)?;
-            if matches!(entry, Entry::Default) {
-                program.mark_start_checked();
-            }
-            export
-        };
-        let pre = program
-            .module_pre_sync(&self.module_linker_sync, module)
-            .map_err(|e| RunError::UnknownImport(link_error_message(&e)))?;
-        let wasi = caps.into_builder(true)?.build_p1();
         if let Some(signal) = kill.signal() {
             return Ok(stopped(ExitStatus::Signaled(signal)));
         }
-        let mut store = self.new_store(
-            ModuleState {
-                wasi,
-                limiter: MemoryLimiter::for_limits(limits),
-            },
-            limits,
-            kill,
-            Yielding::Never,
-        );
-        store.limiter(|s| &mut s.limiter);
+        let ModuleRun { export, pre, mut store } = self.prepare_module(program, module, entry, caps, limits, kill, Yielding::Never)?;
         let _ticking = self.ticker().running();
         let end = (|| {
             let instance = match pre.instantiate(&mut store) {

@@ -284,6 +284,47 @@ impl Runtime {
         }
     }
 
+    /// What both ways of running a module start from: the checked entry,
+    /// the linked program (synchronous or async WASI, as `yielding` implies)
+    /// and a fresh store with the guest's capabilities and limits.
+    pub(crate) fn prepare_module(
+        &self,
+        program: &Program,
+        module: &Module,
+        entry: &Entry,
+        caps: Capabilities,
+        limits: &Limits,
+        kill: &KillSwitch,
+        yielding: Yielding,
+    ) -> Result<ModuleRun, RunError> {
+        let export = if matches!(entry, Entry::Default) && program.start_checked() {
+            "_start".to_owned()
+        } else {
+            let export = resolve_module_entry(module, entry)?;
+            if matches!(entry, Entry::Default) {
+                program.mark_start_checked();
+            }
+            export
+        };
+        let pre = match yielding {
+            Yielding::ToExecutor => program.module_pre(&self.module_linker, module),
+            Yielding::Never => program.module_pre_sync(&self.module_linker_sync, module),
+        }
+        .map_err(|e| RunError::UnknownImport(link_error_message(&e)))?;
+        let wasi = caps.into_builder(true)?.build_p1();
+        let mut store = self.new_store(
+            ModuleState {
+                wasi,
+                limiter: MemoryLimiter::for_limits(limits),
+            },
+            limits,
+            kill,
+            yielding,
+        );
+        store.limiter(|s| &mut s.limiter);
+        Ok(ModuleRun { export, pre, store })
+    }
+
     async fn run_module(
         &self,
         program: &Program,
@@ -293,21 +334,7 @@ impl Runtime {
         limits: &Limits,
         kill: &KillSwitch,
     ) -> Result<Outcome, RunError> {
-        let export = resolve_module_entry(module, entry)?;
-        let pre = program
-            .module_pre(&self.module_linker, module)
-            .map_err(|e| RunError::UnknownImport(link_error_message(&e)))?;
-        let wasi = caps.into_builder(true)?.build_p1();
-        let mut store = self.new_store(
-            ModuleState {
-                wasi,
-                limiter: MemoryLimiter::for_limits(limits),
-            },
-            limits,
-            kill,
-            Yielding::ToExecutor,
-        );
-        store.limiter(|s| &mut s.limiter);
+        let ModuleRun { export, pre, mut store } = self.prepare_module(program, module, entry, caps, limits, kill, Yielding::ToExecutor)?;
         let reactor_init = matches!(entry, Entry::Export(_)) && module.get_export("_initialize").is_some();
         let guest = async {
             let instance = match pre.instantiate_async(&mut store).await {
@@ -458,6 +485,13 @@ impl Runtime {
             _ => Ok(end),
         }
     }
+}
+
+/// A module run, ready to instantiate.
+pub(crate) struct ModuleRun {
+    pub(crate) export: String,
+    pub(crate) pre: wasmtime::InstancePre<ModuleState>,
+    pub(crate) store: Store<ModuleState>,
 }
 
 /// What a running guest does at an epoch tick when it is not stopped.
