@@ -2,7 +2,8 @@
 //! against a private containerd (Debian's). Run by `scripts/bench-containerd`.
 //!
 //! Cold start: interleaved rounds of (runc: static C hello) / (wasmlet: Rust
-//! hello, cached) / (wasmlet: a do-nothing module, the floor of the path),
+//! hello, cached) / (wasmlet: a do-nothing module) / (a null shim that runs
+//! nothing, benches/null-shim.rs: the floor any shim on this containerd pays),
 //! wall time of the whole `ctr run --rm`. Memory: 50 idle containers of each
 //! kind alive at once; total PSS of every process they cost, divided by 50.
 //! Writes benches/results/containerd.md and containerd.svg.
@@ -104,10 +105,11 @@ fn main() {
         let refs: Vec<(&str, &[u8], u32)> = files.iter().map(|(p, b, m)| (*p, b.as_slice(), *m)).collect();
         c.import(&oci::image_archive(work.path(), name, &refs, entry));
     }
-    let cases: [(&str, &str, &str, &str); 3] = [
+    let cases: [(&str, &str, &str, &str); 4] = [
         ("runc: static C hello", "io.containerd.runc.v2", "docker.io/bench/native:latest", "/hello"),
         ("wasmlet: Rust hello (cached)", RUNTIME, "docker.io/bench/wasm:latest", "/hello.wasm"),
         ("wasmlet: do-nothing module", RUNTIME, "docker.io/bench/wasm:latest", "/noop.wasm"),
+        ("null shim (runs nothing): the floor", "io.containerd.nullbench.v1", "docker.io/bench/wasm:latest", "/noop.wasm"),
     ];
     let run = |runtime: &str, image: &str, arg: &str, id: &str| {
         let started = Instant::now();
