@@ -153,7 +153,11 @@ fn init_logging(debug: bool) {
         EnvFilter::try_from_env("WASMLET_LOG").unwrap_or_else(|_| EnvFilter::new("info"))
     };
     let log = std::fs::OpenOptions::new().write(true).open("log");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false);
+    // At debug level each Task API call's span logs its duration when it closes.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE);
     let _ = match log {
         Ok(file) => builder.with_writer(std::sync::Mutex::new(file)).try_init(),
         Err(_) => builder.with_writer(std::io::stderr).try_init(),

@@ -280,6 +280,7 @@ fn unmount_rootfs(rootfs: &Path) {
 
 #[async_trait]
 impl Task for WasmletTask {
+    #[tracing::instrument(level = "debug", name = "create", skip_all)]
     async fn create(&self, _ctx: &TtrpcContext, req: api::CreateTaskRequest) -> RpcResult<api::CreateTaskResponse> {
         let s = &self.shared;
         if s.container().is_some() {
@@ -385,6 +386,7 @@ impl Task for WasmletTask {
             .await)
     }
 
+    #[tracing::instrument(level = "debug", name = "start", skip_all)]
     async fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> RpcResult<api::StartResponse> {
         no_exec(&req.exec_id)?;
         let s = self.shared.clone();
@@ -527,6 +529,7 @@ impl Task for WasmletTask {
         })
     }
 
+    #[tracing::instrument(level = "debug", name = "state", skip_all)]
     async fn state(&self, _ctx: &TtrpcContext, req: api::StateRequest) -> RpcResult<api::StateResponse> {
         no_exec(&req.exec_id)?;
         let pid = self.shared.pid;
@@ -553,6 +556,7 @@ impl Task for WasmletTask {
         })
     }
 
+    #[tracing::instrument(level = "debug", name = "wait", skip_all)]
     async fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> RpcResult<api::WaitResponse> {
         no_exec(&req.exec_id)?;
         let mut rx = self.shared.with(&req.id, |c| Ok(c.exit_tx.subscribe()))?;
@@ -569,6 +573,7 @@ impl Task for WasmletTask {
         })
     }
 
+    #[tracing::instrument(level = "debug", name = "kill", skip_all)]
     async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> RpcResult<api::Empty> {
         no_exec(&req.exec_id)?;
         let signal = req.signal as i32;
@@ -604,6 +609,7 @@ impl Task for WasmletTask {
         Ok(api::Empty::new())
     }
 
+    #[tracing::instrument(level = "debug", name = "delete", skip_all)]
     async fn delete(&self, _ctx: &TtrpcContext, req: api::DeleteRequest) -> RpcResult<api::DeleteResponse> {
         no_exec(&req.exec_id)?;
         let s = &self.shared;
@@ -670,6 +676,7 @@ impl Task for WasmletTask {
         })
     }
 
+    #[tracing::instrument(level = "debug", name = "update", skip_all)]
     async fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> RpcResult<api::Empty> {
         let memory_cap = self.shared.with(&req.id, |c| Ok(c.memory_cap.clone()))?;
         let resources: oci_spec::runtime::LinuxResources = serde_json::from_slice(&req.resources.value)
@@ -690,6 +697,7 @@ impl Task for WasmletTask {
         Ok(api::Empty::new())
     }
 
+    #[tracing::instrument(level = "debug", name = "connect", skip_all)]
     async fn connect(&self, _ctx: &TtrpcContext, req: api::ConnectRequest) -> RpcResult<api::ConnectResponse> {
         let pid = self.shared.pid;
         let _ = req;
@@ -700,6 +708,7 @@ impl Task for WasmletTask {
         })
     }
 
+    #[tracing::instrument(level = "debug", name = "shutdown", skip_all)]
     async fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> RpcResult<api::Empty> {
         if self.shared.container().is_none() {
             tracing::info!("shutdown");
