@@ -12,15 +12,25 @@
 //! Why this model, measured here (benches/containerd.rs, 50 idle containers,
 //! containerd 1.6.20, 2 vCPUs): an idle container costs 1.45–1.50 MiB PSS (runc's
 //! shim + process: 2.70 MiB), and `ctr run --rm` of a cached module takes
-//! 0.57–0.60 × runc's time. The alternatives considered: a per-pod shim
-//! forking a zygote per container saves the exec (1.3 ms of ~65 ms) but
-//! needs a fork-safe single-threaded engine and still one process per
-//! container for cgroup accounting; a node-level pool of pre-started shims
-//! hides the exec and engine build (~2 ms, already overlapped with
-//! containerd's own work) but charges pre-started memory to no cgroup until a
-//! container claims it. Neither pays for its complexity at these numbers:
-//! most of the remaining time is containerd's (a null shim on the same crate,
-//! benches/null-shim.rs, runs at 0.39 × runc in the same benchmark run), and the shim's own exec is dominated by glibc's CPUID-based
+//! 0.55–0.60 × runc's time, against 0.39 for a null shim on the same crate
+//! (benches/null-shim.rs) in the same run. Of the ~15 ms above that floor,
+//! containerd's debug log and the daemon's span timings put ~3 ms in the
+//! shim's own Task API work (Create 1.1 ms, Delete 1.2 ms, the guest under
+//! 1 ms) and up to ~12 ms in joining the container's cgroup on v1 (a
+//! directory per hierarchy, the limits, and a `cgroup.procs` write per
+//! hierarchy, one of which can wait for an RCU grace period) — work runc's
+//! container pays too, and that per-container accounting requires. Leaving
+//! the cgroup's removal to the `delete` action instead of the daemon was
+//! tried: no measurable gain.
+//!
+//! The alternatives considered: a per-pod shim forking a zygote per
+//! container saves the exec (1.3 ms) but needs a fork-safe single-threaded
+//! engine and still one process per container for cgroup accounting; a
+//! node-level pool of pre-started shims hides the exec and engine build
+//! (~2 ms, already overlapped with containerd's own work) but charges
+//! pre-started memory to no cgroup until a container claims it, and would
+//! still join a cgroup per container. Neither pays for its complexity at
+//! these numbers; the shim's own exec is dominated by glibc's CPUID-based
 //! cache detection, which traps to the hypervisor on these VMs.
 //!
 //! Pod sandboxes (CRI, `io.kubernetes.cri.container-type: sandbox`) run no
