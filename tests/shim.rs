@@ -479,6 +479,17 @@ fn task_api_answers_as_v2_and_v3_on_the_same_connection() {
         .unwrap();
     let s = seen(&out);
     assert_eq!(s.code, Some(0), "{s:?}");
+    // No containerd will clean up after this daemon if an assertion fails.
+    struct KillDaemonOnDrop(String);
+    impl Drop for KillDaemonOnDrop {
+        fn drop(&mut self) {
+            for pid in shim_pids_matching(&self.0) {
+                // SAFETY: kill(2) on a daemon this test started.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+    let _daemon = KillDaemonOnDrop(format!("-id {id}"));
     let address = s.stdout.trim().to_owned();
     assert!(address.starts_with("unix://") && !address.contains('{'), "start must print a bare address: {s:?}");
     let client = containerd_shim_protos::ttrpc::Client::connect(&address).unwrap();
@@ -519,7 +530,6 @@ fn task_api_answers_as_v2_and_v3_on_the_same_connection() {
 
     let deleted: api::DeleteResponse = task_call(&client, V2, "Delete", &api::DeleteRequest { id: id.clone(), ..Default::default() }).unwrap();
     assert_eq!(deleted.exit_status, 0);
-    assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/memory/wasmlet-test/{id}")).exists(), "cgroup left after Delete");
     let pids = shim_pids_matching(&format!("-id {id}"));
     assert_eq!(pids.len(), 1, "one daemon for the container: {pids:?}");
     let _ = task_call::<_, containerd_shim_protos::protobuf::well_known_types::empty::Empty>(
@@ -529,4 +539,16 @@ fn task_api_answers_as_v2_and_v3_on_the_same_connection() {
         &api::ShutdownRequest { id: id.clone(), ..Default::default() },
     );
     wait_gone(pids[0]);
+
+    // Then containerd runs the `delete` action, which removes the cgroup the
+    // daemon stayed in until it exited.
+    let out = std::process::Command::new(wasmlet_tests::bin("containerd-shim-wasmlet-v1"))
+        .current_dir(bundle.path())
+        .args(["-namespace", "wasmlet-test", "-id", &id, "-address", &c.address, "-bundle"])
+        .arg(bundle.path())
+        .arg("delete")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/memory/wasmlet-test/{id}")).exists(), "cgroup left after delete");
 }

@@ -23,21 +23,44 @@ fn cgroups_path(spec: &Spec) -> Option<String> {
 
 impl ContainerCgroup {
     /// Create (or reuse) the spec's cgroup, apply its resources and move this
-    /// process into it. `None` when the spec names no cgroup.
+    /// process into it, for good. `None` when the spec names no cgroup.
     pub fn join(spec: &Spec) -> anyhow::Result<Option<Self>> {
         let Some(path) = cgroups_path(spec) else {
             return Ok(None);
         };
+        let started = std::time::Instant::now();
         let cgroup = Cgroup::new(hierarchies::auto(), path.as_str())
             .with_context(|| format!("creating cgroup {path}"))?;
+        let created = started.elapsed();
         let this = Self { cgroup, path };
         if let Some(resources) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
             this.update(resources)?;
         }
-        this.cgroup
-            .add_task_by_tgid(CgroupPid::from(std::process::id() as u64))
-            .with_context(|| format!("joining cgroup {}", this.path))?;
-        tracing::debug!(path = %this.path, v2 = this.cgroup.v2(), "joined container cgroup");
+        let limited = started.elapsed();
+        // A `cgroup.procs` write takes the kernel's global threadgroup lock,
+        // whose writer side waits for an RCU grace period: 6–24 ms per
+        // container here, the whole gap between wasmlet's cold start and a
+        // null shim's. On v1 a single-threaded process (the daemon joins
+        // before starting any thread) moves itself with "0" in each
+        // hierarchy's `tasks` instead, which skips that lock (~0.15 ms).
+        // Threads created later inherit the cgroup. The daemon never leaves
+        // it either (see `remove_for_spec`).
+        let single = single_threaded();
+        let joined = if !this.cgroup.v2() && single {
+            this.cgroup.add_task(CgroupPid::from(0))
+        } else {
+            this.cgroup.add_task_by_tgid(CgroupPid::from(std::process::id() as u64))
+        };
+        joined.with_context(|| format!("joining cgroup {}", this.path))?;
+        tracing::debug!(
+            path = %this.path,
+            v2 = this.cgroup.v2(),
+            single,
+            created_us = created.as_micros() as u64,
+            limits_us = (limited - created).as_micros() as u64,
+            joined_us = (started.elapsed() - limited).as_micros() as u64,
+            "joined container cgroup"
+        );
         Ok(Some(this))
     }
 
@@ -89,27 +112,28 @@ impl ContainerCgroup {
             }
         }
     }
-
-    /// Leave the cgroup (for its parent) and remove it.
-    pub fn remove(self) {
-        if let Some(parent) = self.cgroup.parent_control_group().into() {
-            let parent: Cgroup = parent;
-            if let Err(err) = parent.add_task_by_tgid(CgroupPid::from(std::process::id() as u64)) {
-                tracing::warn!(error = %err, "leaving container cgroup");
-            }
-        }
-        if let Err(err) = self.cgroup.delete() {
-            tracing::warn!(path = %self.path, error = %err, "removing container cgroup");
-        }
-    }
 }
 
-/// Remove the cgroup a spec names (used by `delete` after a dead shim).
+/// Whether this process has one thread (so moving it is moving that thread).
+fn single_threaded() -> bool {
+    std::fs::read_dir("/proc/self/task").is_ok_and(|tasks| tasks.count() == 1)
+}
+
+/// Remove the cgroup a spec names: the `delete` action's job, run by
+/// containerd after the daemon (which stays in the cgroup to its end) has
+/// exited, cleanly or not. An exiting process leaves its cgroups a moment
+/// after its socket closes, so wait briefly for the cgroup to empty.
 pub fn remove_for_spec(spec: &Spec) {
-    if let Some(path) = cgroups_path(spec) {
-        let cgroup = Cgroup::load(hierarchies::auto(), path.as_str());
-        if let Err(err) = cgroup.delete() {
-            tracing::warn!(%path, error = %err, "removing container cgroup");
-        }
+    let Some(path) = cgroups_path(spec) else { return };
+    let cgroup = Cgroup::load(hierarchies::auto(), path.as_str());
+    let started = std::time::Instant::now();
+    while !cgroup.procs().is_empty() && started.elapsed() < EMPTY_WAIT {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    if let Err(err) = cgroup.delete() {
+        tracing::warn!(%path, error = %err, "removing container cgroup");
     }
 }
+
+/// How long `delete` waits for the container's cgroup to empty.
+const EMPTY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);

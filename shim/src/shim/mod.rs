@@ -12,16 +12,15 @@
 //! Why this model, measured here (benches/containerd.rs, 50 idle containers,
 //! containerd 1.6.20, 2 vCPUs): an idle container costs 1.45–1.50 MiB PSS (runc's
 //! shim + process: 2.70 MiB), and `ctr run --rm` of a cached module takes
-//! 0.55–0.60 × runc's time, against 0.39 for a null shim on the same crate
-//! (benches/null-shim.rs) in the same run. Of the ~15 ms above that floor,
-//! containerd's debug log and the daemon's span timings put ~3 ms in the
-//! shim's own Task API work (Create 1.1 ms, Delete 1.2 ms, the guest under
-//! 1 ms) and up to ~12 ms in joining the container's cgroup on v1 (a
-//! directory per hierarchy, the limits, and a `cgroup.procs` write per
-//! hierarchy, one of which can wait for an RCU grace period) — work runc's
-//! container pays too, and that per-container accounting requires. Leaving
-//! the cgroup's removal to the `delete` action instead of the daemon was
-//! tried: no measurable gain.
+//! 0.43–0.46 × runc's time, against 0.39–0.40 for a null shim on the same
+//! crate (benches/null-shim.rs) in the same run: wasmlet's own work is 4–6 ms.
+//! Most of what it once cost above that floor (~12 ms) was the cgroup join:
+//! a `cgroup.procs` write waits for an RCU grace period. The daemon now joins
+//! while single-threaded through v1's `tasks` file (no such wait), never
+//! leaves, and the `delete` action containerd runs after the daemon exits
+//! removes the cgroup (containerd 1.6 runs it after every task, clean exit
+//! or not; 1.7 and 2.x take the same path in their sources — not tested
+//! here).
 //!
 //! The alternatives considered: a per-pod shim forking a zygote per
 //! container saves the exec (1.3 ms) but needs a fork-safe single-threaded
