@@ -19,8 +19,8 @@
 //! while single-threaded through v1's `tasks` file (no such wait), never
 //! leaves, and the `delete` action containerd runs after the daemon exits
 //! removes the cgroup (containerd 1.6 runs it after every task, clean exit
-//! or not; 1.7 and 2.x take the same path in their sources — not tested
-//! here).
+//! or not; 1.7 and 2.x are expected to through the same dead-shim cleanup
+//! path, not tested here — without it an empty cgroup directory stays).
 //!
 //! The alternatives considered: a per-pod shim forking a zygote per
 //! container saves the exec (1.3 ms) but needs a fork-safe single-threaded
