@@ -156,7 +156,7 @@ fn corrupt_or_truncated_blobs_in_the_registry_are_never_stored() {
     let pusher = Wasmlet::new();
     let hello = guest("hello", false);
     let bytes = std::fs::read(&hello).unwrap();
-    let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
+    let digest = oci::sha256(&bytes);
     let reference = format!("{}/wasmlet/tamper:1", registry.addr);
     assert_eq!(pusher.run(["push".as_ref(), hello.as_os_str(), reference.as_ref()]).status.code(), Some(0));
 
@@ -393,8 +393,8 @@ fn interrupted_pulls_store_nothing_and_restart_cleanly() {
     let large = large_module(work.path());
     let direct = format!("{}/big/interrupted:1", registry.addr);
     assert_eq!(Wasmlet::new().run(["push".as_ref(), large.as_os_str(), direct.as_ref()]).status.code(), Some(0));
-    let layer = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(std::fs::read(&large).unwrap()));
-    let layer_stored = |w: &Wasmlet| w.cache.path().join("oci/blobs/sha256").join(&layer).exists();
+    let layer = oci::sha256(&std::fs::read(&large).unwrap());
+    let layer_stored = |w: &Wasmlet| w.cache.path().join("oci/blobs/sha256").join(layer.trim_start_matches("sha256:")).exists();
     let relay = FaultyRelay::start(&registry.addr, Fault::Cut, 1 << 20);
     let reference = format!("{}/big/interrupted:1", relay.addr);
     let node = Wasmlet::new();

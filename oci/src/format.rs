@@ -16,11 +16,13 @@ pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
 /// Layer media type of the CNCF Wasm OCI artifact.
 pub const WASM_LAYER_MEDIA_TYPE: &str = "application/wasm";
 
+/// Layer media type runwasi pushes (`push --format runwasi`).
+pub const RUNWASI_LAYER_MEDIA_TYPE: &str = "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm";
+
 /// Layer media types that hold one raw Wasm module or component.
 pub const WASM_LAYER_MEDIA_TYPES: &[&str] = &[
     WASM_LAYER_MEDIA_TYPE,
-    // runwasi
-    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+    RUNWASI_LAYER_MEDIA_TYPE,
     // wasm-to-oci
     "application/vnd.wasm.content.layer.v1+wasm",
     // crun / WasmEdge

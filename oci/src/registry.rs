@@ -446,7 +446,7 @@ impl Registry {
                 });
                 (
                     "application/vnd.oci.image.config.v1+json",
-                    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+                    format::RUNWASI_LAYER_MEDIA_TYPE,
                     encode(&value)?,
                 )
             }

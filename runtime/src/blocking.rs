@@ -18,7 +18,7 @@ use crate::exit::{ExitStatus, Outcome};
 use crate::kill::KillSwitch;
 use crate::limits::Limits;
 use crate::program::{Compiled, Program};
-use crate::run::{classify, Entry, GuestEnd, Interrupted, ModuleRun, Runtime, Yielding};
+use crate::run::{classify, deadline_passes, stopped_by_epoch, Entry, GuestEnd, ModuleRun, Runtime, Yielding};
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::{Module, Val};
@@ -82,10 +82,10 @@ impl Runtime {
         kill: &KillSwitch,
     ) -> Result<Outcome, RunError> {
         if let Some(signal) = kill.signal() {
-            return Ok(stopped(ExitStatus::Signaled(signal)));
+            return classify(Err(ExitStatus::Signaled(signal)), None);
         }
         let ModuleRun { export, pre, mut store } = self.prepare_module(program, module, entry, caps, limits, kill, Yielding::Never)?;
-        let _ticking = self.ticker().running();
+        let _ticking = self.ticker_running();
         let end = (|| {
             let instance = match pre.instantiate(&mut store) {
                 Ok(instance) => instance,
@@ -117,13 +117,7 @@ impl Runtime {
                 Err(e) => GuestEnd::Failed(e),
             }
         })();
-        let end = match end {
-            GuestEnd::Failed(e) | GuestEnd::Instantiate(e) if e.is::<Interrupted>() => {
-                Err(kill.signal().map_or(ExitStatus::DeadlineExceeded, ExitStatus::Signaled))
-            }
-            end => Ok(end),
-        };
-        classify(end, store.data().limiter.refusal())
+        classify(stopped_by_epoch(end, kill), store.data().limiter.refusal())
     }
 
     /// [`Runtime::run_blocking`] on a thread of its own, awaited without
@@ -149,30 +143,17 @@ impl Runtime {
             })
             .map_err(|e| RunError::Instantiate(format!("starting the guest thread: {e}")))?;
         let panicked = || RunError::Instantiate("the guest thread panicked".into());
-        let deadline = async {
-            match limits.deadline {
-                Some(after) => tokio::time::sleep(after).await,
-                None => std::future::pending().await,
-            }
-        };
         let status = tokio::select! {
             done = &mut done_rx => return done.unwrap_or_else(|_| Err(panicked())),
             signal = kill.signaled() => ExitStatus::Signaled(signal),
-            () = deadline => ExitStatus::DeadlineExceeded,
+            () = deadline_passes(limits.deadline) => ExitStatus::DeadlineExceeded,
         };
         match tokio::time::timeout(STOP_GRACE, done_rx).await {
             Ok(done) => done.unwrap_or_else(|_| Err(panicked())),
             Err(_) => {
                 tracing::warn!(%status, "the guest is blocked in a host call; reporting it stopped");
-                Ok(stopped(status))
+                classify(Err(status), None)
             }
         }
-    }
-}
-
-fn stopped(status: ExitStatus) -> Outcome {
-    Outcome {
-        status,
-        results: Vec::new(),
     }
 }

@@ -453,10 +453,6 @@ impl Runtime {
         store
     }
 
-    pub(crate) fn ticker(&self) -> &EpochTicker {
-        &self.ticker
-    }
-
     /// Drive the guest until it ends, `kill` fires, or the deadline passes.
     /// Dropping the guest future unwinds its fiber, wherever it is.
     async fn race(
@@ -466,24 +462,32 @@ impl Runtime {
         kill: &KillSwitch,
     ) -> Result<GuestEnd, ExitStatus> {
         let _ticking = self.ticker.running();
-        let deadline = async {
-            match limits.deadline {
-                Some(after) => tokio::time::sleep(after).await,
-                None => std::future::pending().await,
-            }
-        };
         let end = tokio::select! {
             biased;
             signal = kill.signaled() => return Err(ExitStatus::Signaled(signal)),
-            () = deadline => return Err(ExitStatus::DeadlineExceeded),
+            () = deadline_passes(limits.deadline) => return Err(ExitStatus::DeadlineExceeded),
             end = guest => end,
         };
-        match &end {
-            GuestEnd::Failed(e) | GuestEnd::Instantiate(e) if e.is::<Interrupted>() => {
-                Err(kill.signal().map_or(ExitStatus::DeadlineExceeded, ExitStatus::Signaled))
-            }
-            _ => Ok(end),
+        stopped_by_epoch(end, kill)
+    }
+}
+
+/// Resolves when `deadline` (from now) passes; never without one.
+pub(crate) async fn deadline_passes(deadline: Option<std::time::Duration>) {
+    match deadline {
+        Some(after) => tokio::time::sleep(after).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A guest that trapped with [`Interrupted`] was stopped: by the kill if one
+/// was sent, else by its deadline.
+pub(crate) fn stopped_by_epoch(end: GuestEnd, kill: &KillSwitch) -> Result<GuestEnd, ExitStatus> {
+    match &end {
+        GuestEnd::Failed(e) | GuestEnd::Instantiate(e) if e.is::<Interrupted>() => {
+            Err(kill.signal().map_or(ExitStatus::DeadlineExceeded, ExitStatus::Signaled))
         }
+        _ => Ok(end),
     }
 }
 

@@ -100,8 +100,7 @@ impl Registry {
     /// Upload `bytes` as a blob of repository `name` (one monolithic upload,
     /// over the distribution API); returns its digest.
     pub fn push_blob(&self, name: &str, bytes: &[u8]) -> String {
-        use sha2::Digest as _;
-        let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
+        let digest = crate::oci::sha256(bytes);
         let started = crate::http_request(&self.addr, "POST", &format!("/v2/{name}/blobs/uploads/"), &[], b"").expect("start upload");
         assert_eq!(started.status, 202, "{}", started.text());
         let location = started.headers.iter().find(|(n, _)| n == "location").map(|(_, v)| v.clone()).expect("upload location");

@@ -14,16 +14,12 @@
 
 use clap::Args;
 use std::path::{Path, PathBuf};
+use crate::shim::RUNTIME_TYPE;
 use toml_edit::{value, Array, DocumentMut, Item, Table};
+use wasmlet_oci::format::WASM_LAYER_MEDIA_TYPES as WASM_LAYER_TYPES;
 
 const SHIM: &str = "containerd-shim-wasmlet-v1";
 const CLI: &str = "wasmlet";
-const WASM_LAYER_TYPES: &[&str] = &[
-    "application/wasm",
-    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
-    "application/vnd.wasm.content.layer.v1+wasm",
-    "application/vnd.module.wasm.content.layer.v1+wasm",
-];
 
 /// Install the shim on this node and register it with containerd
 #[derive(Args, Debug)]
@@ -157,8 +153,8 @@ pub fn configure(text: &str, handler: &str, wasmlet_bin: &Path) -> Result<String
     let runtimes = table_at(root, runtimes_path)?;
     let runtime = table_at(runtimes, &[handler])?;
     runtime.set_implicit(false);
-    if runtime.get("runtime_type").and_then(Item::as_str) != Some("io.containerd.wasmlet.v1") {
-        runtime["runtime_type"] = value("io.containerd.wasmlet.v1");
+    if runtime.get("runtime_type").and_then(Item::as_str) != Some(RUNTIME_TYPE) {
+        runtime["runtime_type"] = value(RUNTIME_TYPE);
     }
     let processors = table_at(doc.as_table_mut(), &["stream_processors", "io.containerd.wasmlet.wasm-layer"])?;
     processors.set_implicit(false);
