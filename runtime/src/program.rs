@@ -83,6 +83,19 @@ struct Inner {
     proxy_pre: OnceLock<ProxyPre<HttpState>>,
 }
 
+/// `module` linked by `linker`, kept in `cell` after the first call.
+fn linked_once(
+    cell: &OnceLock<wasmtime::InstancePre<ModuleState>>,
+    linker: &wasmtime::Linker<ModuleState>,
+    module: &Module,
+) -> wasmtime::Result<wasmtime::InstancePre<ModuleState>> {
+    if let Some(pre) = cell.get() {
+        return Ok(pre.clone());
+    }
+    let pre = linker.instantiate_pre(module)?;
+    Ok(cell.get_or_init(|| pre).clone())
+}
+
 impl Program {
     pub(crate) fn new(engine: &Engine, digest: Digest, compiled: Compiled) -> Self {
         let kind = match &compiled {
@@ -129,11 +142,7 @@ impl Program {
         linker: &wasmtime::Linker<ModuleState>,
         module: &Module,
     ) -> wasmtime::Result<wasmtime::InstancePre<ModuleState>> {
-        if let Some(pre) = self.inner.module_pre.get() {
-            return Ok(pre.clone());
-        }
-        let pre = linker.instantiate_pre(module)?;
-        Ok(self.inner.module_pre.get_or_init(|| pre).clone())
+        linked_once(&self.inner.module_pre, linker, module)
     }
 
     /// Whether `_start` was already found callable by an earlier run.
@@ -151,11 +160,7 @@ impl Program {
         linker: &wasmtime::Linker<ModuleState>,
         module: &Module,
     ) -> wasmtime::Result<wasmtime::InstancePre<ModuleState>> {
-        if let Some(pre) = self.inner.module_pre_sync.get() {
-            return Ok(pre.clone());
-        }
-        let pre = linker.instantiate_pre(module)?;
-        Ok(self.inner.module_pre_sync.get_or_init(|| pre).clone())
+        linked_once(&self.inner.module_pre_sync, linker, module)
     }
 
     pub(crate) fn command_pre(
