@@ -1,12 +1,13 @@
 //! `ctr run --rm` through wasmlet vs runc, and memory per idle container,
-//! against a private containerd (Debian's). Run by `scripts/bench-containerd`.
+//! against a private containerd (the release WASMLET_CONTAINERD names).
+//! Run by `scripts/bench-containerd [SERIES…]`.
 //!
 //! Cold start: interleaved rounds of (runc: static C hello) / (wasmlet: Rust
 //! hello, cached) / (wasmlet: a do-nothing module) / (a null shim that runs
 //! nothing, benches/null-shim.rs: the floor any shim on this containerd pays),
 //! wall time of the whole `ctr run --rm`. Memory: 50 idle containers of each
 //! kind alive at once; total PSS of every process they cost, divided by 50.
-//! Writes benches/results/containerd.md and containerd.svg.
+//! Writes benches/results/containerd-SERIES.md and .svg (WASMLET_CONTAINERD).
 
 use std::path::Path;
 use std::process::Command;
@@ -158,7 +159,7 @@ fn main() {
     }
 
     let mut md = String::new();
-    md.push_str(&format!("## `ctr run --rm`, {rounds} interleaved rounds (containerd {}, info level)\n\n", containerd_version()));
+    md.push_str(&format!("## `ctr run --rm`, {rounds} interleaved rounds (containerd {}, info level)\n\n", containerd_version(&c)));
     md.push_str("| case | median | / runc |\n|---|---|---|\n");
     for row in &rows {
         md.push_str(&format!("| {} | {:.1} ms | {:.2} |\n", row.name, row.median.as_secs_f64() * 1e3, row.median.as_secs_f64() / runc));
@@ -171,13 +172,15 @@ fn main() {
     println!("{md}");
     let out_dir = repo_root().join("benches/results");
     std::fs::create_dir_all(&out_dir).unwrap();
-    std::fs::write(out_dir.join("containerd.md"), &md).unwrap();
-    std::fs::write(out_dir.join("containerd.svg"), chart(&rows, &memory)).unwrap();
-    eprintln!("wrote {}", out_dir.join("containerd.{md,svg}").display());
+    // One pair of files per containerd release (WASMLET_CONTAINERD).
+    let series = Containerd::series();
+    std::fs::write(out_dir.join(format!("containerd-{series}.md")), &md).unwrap();
+    std::fs::write(out_dir.join(format!("containerd-{series}.svg")), chart(&rows, &memory)).unwrap();
+    eprintln!("wrote {}", out_dir.join(format!("containerd-{series}.{{md,svg}}")).display());
 }
 
-fn containerd_version() -> String {
-    let out = Command::new("containerd").arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+fn containerd_version(c: &Containerd) -> String {
+    let out = Command::new(c.bin.join("containerd")).arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
     out.split_whitespace().nth(2).unwrap_or("?").to_owned()
 }
 

@@ -3,7 +3,7 @@
 //! ContainerStatus reports RUNNING, for a Wasm pod (runtime handler
 //! `wasmlet`, sleep.wasm) vs the same pod with runc (a static C sleep, the
 //! pause sandbox). ROUNDS rounds, interleaved; medians and the ratio.
-//! Run by `scripts/bench-cri`; writes benches/results/cri.md.
+//! Run by `scripts/bench-cri [SERIES…]`; writes benches/results/cri-SERIES.md.
 
 use k8s_cri::v1::*;
 use std::time::{Duration, Instant};
@@ -79,7 +79,8 @@ async fn main() {
         .map(|((name, ..), (t, s))| (*name, median(t), median(s)))
         .collect();
     let mut md = format!(
-        "## Pod start through CRI (RunPodSandbox → container RUNNING), {rounds} rounds interleaved, host-network pods\n\n| runtime handler | pod start, median | of which RunPodSandbox | / runc |\n|---|---|---|---|\n"
+        "## Pod start through CRI (RunPodSandbox → container RUNNING), {rounds} rounds interleaved, host-network pods, containerd {}\n\n| runtime handler | pod start, median | of which RunPodSandbox | / runc |\n|---|---|---|---|\n",
+        Containerd::series()
     );
     let runc = rows[0].1.as_secs_f64();
     for (name, total, sandbox) in &rows {
@@ -88,6 +89,7 @@ async fn main() {
     println!("{md}");
     let out = repo_root().join("benches/results");
     std::fs::create_dir_all(&out).unwrap();
-    std::fs::write(out.join("cri.md"), &md).unwrap();
-    eprintln!("wrote {}", out.join("cri.md").display());
+    let file = out.join(format!("cri-{}.md", Containerd::series()));
+    std::fs::write(&file, &md).unwrap();
+    eprintln!("wrote {}", file.display());
 }

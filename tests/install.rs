@@ -15,10 +15,12 @@ fn installer_is_idempotent_keeps_other_runtimes_and_containerd_runs_the_shim() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let bin_dir = d.join("bin");
-    // A node's containerd config: private paths, runc and another runtime.
-    let config = format!(
-        r#"version = 2
-root = "{d}/root"
+    // A node's containerd config: private paths, runc and another runtime,
+    // in the config version of the containerd release under test.
+    let series = wasmlet_tests::containerd::Containerd::series();
+    let containerd_bin = wasmlet_tests::containerd::install(&series);
+    let head = format!(
+        r#"root = "{d}/root"
 state = "{d}/state"
 # comments survive
 [grpc]
@@ -27,7 +29,37 @@ state = "{d}/state"
   address = "{d}/containerd.sock.ttrpc"
 [debug]
   address = "{d}/debug.sock"
-[plugins."io.containerd.grpc.v1.cri"]
+"#,
+        d = d.display()
+    );
+    // NRI's socket is one per machine: other tests' containerds run beside this one.
+    let nri = if series.starts_with("2.") { "[plugins.'io.containerd.nri.v1.nri']\n  disable = true\n" } else { "[plugins.\"io.containerd.nri.v1.nri\"]\n  disable = true\n" };
+    let head = format!("{head}{nri}");
+    let (config, cri_runtimes) = if series.starts_with("2.") {
+        let body = format!(
+            r#"[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "overlayfs"
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = "wasmlet.local/pause:latest"
+[plugins.'io.containerd.cri.v1.runtime']
+  restrict_oom_score_adj = true
+  [plugins.'io.containerd.cri.v1.runtime'.containerd]
+    default_runtime_name = "runc"
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+        SystemdCgroup = false
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.other]
+      runtime_type = "io.containerd.other.v1"
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    conf_dir = "{d}/cni"
+"#,
+            d = d.display()
+        );
+        (format!("version = 3\n{head}{body}"), ["io.containerd.cri.v1.runtime", "containerd", "runtimes"])
+    } else {
+        let body = format!(
+            r#"[plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "wasmlet.local/pause:latest"
   restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
@@ -42,8 +74,10 @@ state = "{d}/state"
   [plugins."io.containerd.grpc.v1.cri".cni]
     conf_dir = "{d}/cni"
 "#,
-        d = d.display()
-    );
+            d = d.display()
+        );
+        (format!("version = 2\n{head}{body}"), ["io.containerd.grpc.v1.cri", "containerd", "runtimes"])
+    };
     let config_path = d.join("config.toml");
     std::fs::write(&config_path, &config).unwrap();
     let args = ["--containerd-config", config_path.to_str().unwrap(), "--bin-dir", bin_dir.to_str().unwrap()];
@@ -60,16 +94,16 @@ state = "{d}/state"
     assert!(installed.starts_with(&config[..config.find("[plugins").unwrap()]), "the head of the file changed");
     assert!(installed.contains("# comments survive"));
     let doc: toml::Table = toml::from_str(&installed).expect("the installed config parses");
-    let runtimes = &doc["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"];
+    let runtimes = &doc["plugins"][cri_runtimes[0]][cri_runtimes[1]][cri_runtimes[2]];
     assert_eq!(runtimes["wasmlet"]["runtime_type"].as_str(), Some("io.containerd.wasmlet.v1"));
     assert_eq!(runtimes["runc"]["runtime_type"].as_str(), Some("io.containerd.runc.v2"));
     assert_eq!(runtimes["other"]["runtime_type"].as_str(), Some("io.containerd.other.v1"));
 
     // containerd starts with it, lists the runtime, and runs a Wasm container
     // through the installed shim (only bin_dir has it on containerd's PATH).
-    let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", bin_dir.display());
+    let path = format!("{}:{}:/usr/sbin:/usr/bin:/sbin:/bin", bin_dir.display(), containerd_bin.display());
     let log = std::fs::File::create(d.join("containerd.log")).unwrap();
-    let containerd = Command::new("containerd")
+    let containerd = Command::new(containerd_bin.join("containerd"))
         .arg("--config")
         .arg(&config_path)
         .env("PATH", path)
@@ -79,7 +113,7 @@ state = "{d}/state"
         .spawn()
         .unwrap();
     let address = d.join("containerd.sock");
-    let ctr = |args: &[&str]| Command::new("ctr").arg("--address").arg(&address).args(["--namespace", "install-test"]).args(args).output().unwrap();
+    let ctr = |args: &[&str]| Command::new(containerd_bin.join("ctr")).env("CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS", "1").arg("--address").arg(&address).args(["--namespace", "install-test"]).args(args).output().unwrap();
     let mut up = false;
     for _ in 0..200 {
         if ctr(&["version"]).status.success() {
@@ -98,7 +132,13 @@ state = "{d}/state"
         panic!("containerd did not start: {}", std::fs::read_to_string(d.join("containerd.log")).unwrap_or_default());
     }
     let log_text = std::fs::read_to_string(d.join("containerd.log")).unwrap_or_default();
-    let cri_line = log_text.lines().find(|l| l.contains("Start cri plugin with config")).unwrap_or_default().to_owned();
+    // The CRI plugin logs its config at start: Go syntax in 1.x, JSON in 2.x.
+    let cri_line = log_text
+        .lines()
+        .find(|l| l.contains("Start cri plugin with config") || l.contains("starting cri plugin"))
+        .unwrap_or_default()
+        .replace(['\\', '"'], "")
+        .replace("runtimeType:", "Type:");
     let work = tempfile::tempdir().unwrap();
     let hello = std::fs::read(guest("hello", false)).unwrap();
     let archive = oci::image_archive(work.path(), "docker.io/wasmlet/install-hello:latest", &[("/hello.wasm", &hello, 0o644)], &["/hello.wasm"]);
@@ -176,3 +216,131 @@ fn shipped_manifests_parse_as_kubernetes_objects() {
 }
 
 use serde::Deserialize as _;
+
+/// K3s regenerates containerd's config at every start (the template beside
+/// it extends it) and MicroK8s renders its own template: node-install
+/// changes those, found under --host-root as the DaemonSet mounts the node.
+#[test]
+fn installer_writes_k3s_and_microk8s_templates() {
+    // K3s with containerd 2.x: its generated config (an excerpt of what K3s
+    // v1.33 writes) and no template yet.
+    let host = tempfile::tempdir().unwrap();
+    let k3s_dir = host.path().join("var/lib/rancher/k3s/agent/etc/containerd");
+    std::fs::create_dir_all(&k3s_dir).unwrap();
+    let generated = r#"# File generated by k3s. DO NOT EDIT. Use config-v3.toml.tmpl instead.
+version = 3
+root = "/var/lib/rancher/k3s/agent/containerd"
+state = "/run/k3s/containerd"
+
+[grpc]
+  address = "/run/k3s/containerd/containerd.sock"
+
+[plugins.'io.containerd.internal.v1.opt']
+  path = "/var/lib/rancher/k3s/agent/containerd"
+
+[plugins.'io.containerd.grpc.v1.cri']
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "10010"
+
+[plugins.'io.containerd.cri.v1.runtime']
+  enable_selinux = false
+  enable_unprivileged_ports = true
+  enable_unprivileged_icmp = true
+  device_ownership_from_security_context = false
+
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "overlayfs"
+  disable_snapshot_annotations = true
+
+[plugins.'io.containerd.cri.v1.images'.pinned_images]
+  sandbox = "rancher/mirrored-pause:3.6"
+
+[plugins.'io.containerd.cri.v1.runtime'.cni]
+  bin_dir = "/var/lib/rancher/k3s/data/cni"
+  conf_dir = "/var/lib/rancher/k3s/agent/etc/cni/net.d"
+
+[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+
+[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+  SystemdCgroup = true
+"#;
+    std::fs::write(k3s_dir.join("config.toml"), generated).unwrap();
+    let bin_dir = tempfile::tempdir().unwrap();
+    let args = ["--host-root", host.path().to_str().unwrap(), "--bin-dir", "/usr/local/bin"];
+    let first = node_install(&args);
+    assert_eq!(first.code, Some(0), "{first:?}");
+    let template_path = k3s_dir.join("config-v3.toml.tmpl");
+    let template = std::fs::read_to_string(&template_path).expect("K3s template written");
+    assert!(template.starts_with("{{ template \"base\" . }}\n"), "{template}");
+    assert_eq!(std::fs::read_to_string(k3s_dir.join("config.toml")).unwrap(), generated, "K3s's own file is K3s's");
+    assert!(host.path().join("usr/local/bin/containerd-shim-wasmlet-v1").exists());
+    let again = node_install(&args);
+    assert!(again.stdout.contains("nothing changed"), "{again:?}");
+    // What K3s renders (its base config, then the template's rest) is TOML
+    // with the runtime, named by absolute path.
+    let rendered = template.replace("{{ template \"base\" . }}", generated);
+    let doc: toml::Table = toml::from_str(&rendered).expect("the rendered config parses");
+    let wasmlet = &doc["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]["runtimes"]["wasmlet"];
+    assert_eq!(wasmlet["runtime_type"].as_str(), Some("io.containerd.wasmlet.v1"));
+    assert_eq!(wasmlet["runtime_path"].as_str(), Some("/usr/local/bin/containerd-shim-wasmlet-v1"));
+    // A template the operator already has is extended, once.
+    let own = "{{ template \"base\" . }}\n\n[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.'other']\n  runtime_type = \"io.containerd.other.v1\"\n";
+    std::fs::write(&template_path, own).unwrap();
+    assert_eq!(node_install(&args).code, Some(0));
+    let extended = std::fs::read_to_string(&template_path).unwrap();
+    assert!(extended.starts_with(own) && extended.matches("io.containerd.wasmlet.v1").count() == 1, "{extended}");
+    assert!(node_install(&args).stdout.contains("nothing changed"));
+    drop(bin_dir);
+
+    // MicroK8s: its containerd template, ${…} placeholders and all (an
+    // excerpt of the snap's args/containerd-template.toml).
+    let host = tempfile::tempdir().unwrap();
+    let args_dir = host.path().join("var/snap/microk8s/current/args");
+    std::fs::create_dir_all(&args_dir).unwrap();
+    let microk8s = r#"# Use config version 2 to enable new configuration fields.
+version = 2
+oom_score = 0
+
+[grpc]
+  uid = 0
+  gid = 0
+  max_recv_message_size = 16777216
+  max_send_message_size = 16777216
+
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_selinux = false
+  sandbox_image = "registry.k8s.io/pause:3.7"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "${SNAPSHOTTER}"
+    no_pivot = false
+    default_runtime_name = "${RUNTIME}"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes]
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+        runtime_type = "${RUNTIME_TYPE}"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia-container-runtime]
+        runtime_type = "io.containerd.runc.v2"
+        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia-container-runtime.options]
+          BinaryName = "nvidia-container-runtime"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "${SNAP_DATA}/opt/cni/bin"
+    conf_dir = "${SNAP_DATA}/args/cni-network"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "${SNAP_DATA}/args/certs.d"
+"#;
+    let template_path = args_dir.join("containerd-template.toml");
+    std::fs::write(&template_path, microk8s).unwrap();
+    let args = ["--host-root", host.path().to_str().unwrap()];
+    assert_eq!(node_install(&args).code, Some(0));
+    let edited = std::fs::read_to_string(&template_path).unwrap();
+    assert!(edited.starts_with(&microk8s[..microk8s.find("  [plugins.\"io.containerd.grpc.v1.cri\".cni]").unwrap()]), "{edited}");
+    assert!(edited.contains("${SNAP_DATA}/opt/cni/bin") && edited.contains("runtime_type = \"${RUNTIME_TYPE}\""));
+    let doc: toml::Table = toml::from_str(&edited).unwrap();
+    let runtimes = &doc["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"];
+    assert_eq!(runtimes["wasmlet"]["runtime_type"].as_str(), Some("io.containerd.wasmlet.v1"));
+    assert_eq!(runtimes["wasmlet"]["runtime_path"].as_str(), Some("/usr/local/bin/containerd-shim-wasmlet-v1"));
+    assert_eq!(runtimes["nvidia-container-runtime"]["options"]["BinaryName"].as_str(), Some("nvidia-container-runtime"));
+    assert!(node_install(&args).stdout.contains("nothing changed"));
+}

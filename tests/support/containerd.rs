@@ -8,6 +8,8 @@ pub const RUNTIME: &str = "io.containerd.wasmlet.v1";
 pub struct Containerd {
     pub dir: PathBuf,
     pub address: String,
+    /// The folder of this release's `containerd` and `ctr`.
+    pub bin: PathBuf,
 }
 
 impl Containerd {
@@ -28,13 +30,31 @@ impl Containerd {
         Self {
             dir: value("WASMLET_CONTAINERD_DIR").into(),
             address: value("CONTAINERD_ADDRESS"),
+            bin: value("WASMLET_CONTAINERD_BIN").into(),
         }
     }
 
-    pub fn ctr(&self) -> Command {
-        let mut cmd = Command::new("ctr");
-        cmd.args(["--address", &self.address, "--namespace", "wasmlet-test"]);
+    /// The release under test (`WASMLET_CONTAINERD`: 1.6, 1.7 or 2.1).
+    pub fn series() -> String {
+        std::env::var("WASMLET_CONTAINERD").unwrap_or_else(|_| "1.6".into())
+    }
+
+    /// Whether the release under test is 2.x.
+    pub fn is_v2() -> bool {
+        Self::series().starts_with("2.")
+    }
+
+    /// This release's `ctr` on this containerd, in namespace `namespace`.
+    pub fn ctr_in(&self, namespace: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join("ctr"));
+        // ctr >= 2.2 warns about cgroup v1 on every call on this host.
+        cmd.env("CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS", "1");
+        cmd.args(["--address", &self.address, "--namespace", namespace]);
         cmd
+    }
+
+    pub fn ctr(&self) -> Command {
+        self.ctr_in("wasmlet-test")
     }
 
     pub fn ctr_ok(&self, args: &[&str]) -> String {
@@ -81,6 +101,16 @@ impl Containerd {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
     }
+}
+
+/// The bin folder of containerd release `series` (scripts/install-containerd).
+pub fn install(series: &str) -> PathBuf {
+    let out = Command::new(crate::repo_root().join("scripts/install-containerd"))
+        .arg(series)
+        .output()
+        .expect("run scripts/install-containerd");
+    assert!(out.status.success(), "install-containerd {series}: {}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 /// Wait until `pid` is gone or a zombie (PID 1 here reaps lazily).

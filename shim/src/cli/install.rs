@@ -11,6 +11,19 @@
 //!    containerd before 1.6.25/1.7.7 unpack raw Wasm layers. The file is
 //!    rewritten (atomically, first saving `config.toml.wasmlet-backup`) only
 //!    when something changed. containerd must be restarted to read it.
+//!
+//! K3s and MicroK8s generate containerd's config themselves, so the file to
+//! change is theirs (`--flavor`, detected under `--host-root` by default):
+//! - K3s rewrites `/var/lib/rancher/k3s/agent/etc/containerd/config.toml` at
+//!   every start and does not detect `containerd-shim-wasmlet-v1` on its
+//!   own; its template beside it (`config-v3.toml.tmpl` for containerd 2.x,
+//!   `config.toml.tmpl` for 1.x) extends K3s's `base` template with the
+//!   runtime. A template that is already there gets the runtime appended.
+//! - MicroK8s renders `/var/snap/microk8s/current/args/containerd-template.toml`
+//!   (TOML with `${…}` placeholders), which is edited like a config.
+//!
+//! In both the runtime names the shim by absolute path (`runtime_path`),
+//! since their containerd's PATH need not include `--bin-dir`.
 
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -37,6 +50,32 @@ pub struct InstallArgs {
     /// Runtime handler name (the RuntimeClass `handler`)
     #[arg(long, default_value = "wasmlet")]
     handler: String,
+    /// Whose containerd: `containerd` (its config file), `k3s`, `microk8s`,
+    /// or `auto` (K3s or MicroK8s when their folders exist under --host-root)
+    #[arg(long, default_value = "auto", value_parser = ["auto", "containerd", "k3s", "microk8s"])]
+    flavor: String,
+}
+
+const K3S_CONTAINERD_DIR: &str = "/var/lib/rancher/k3s/agent/etc/containerd";
+const MICROK8S_TEMPLATE: &str = "/var/snap/microk8s/current/args/containerd-template.toml";
+
+/// Whose containerd config node-install changes.
+#[derive(Debug, PartialEq, Eq)]
+enum Flavor {
+    Containerd,
+    K3s,
+    MicroK8s,
+}
+
+fn flavor(args: &InstallArgs) -> Flavor {
+    match args.flavor.as_str() {
+        "k3s" => Flavor::K3s,
+        "microk8s" => Flavor::MicroK8s,
+        "containerd" => Flavor::Containerd,
+        _ if under(&args.host_root, Path::new(K3S_CONTAINERD_DIR)).is_dir() => Flavor::K3s,
+        _ if under(&args.host_root, Path::new(MICROK8S_TEMPLATE)).is_file() => Flavor::MicroK8s,
+        _ => Flavor::Containerd,
+    }
 }
 
 fn under(root: &Path, path: &Path) -> PathBuf {
@@ -79,14 +118,36 @@ fn run(args: &InstallArgs) -> Result<Vec<String>, String> {
             changes.push(format!("installed {}", target.display()));
         }
     }
-    let config_path = under(&args.host_root, &args.containerd_config);
-    let original = match std::fs::read_to_string(&config_path) {
-        Ok(text) => Some(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(format!("reading {}: {e}", config_path.display())),
-    };
     let wasmlet_bin = args.bin_dir.join(CLI);
-    let updated = configure(original.as_deref().unwrap_or(""), &args.handler, &wasmlet_bin)?;
+    let shim_path = args.bin_dir.join(SHIM);
+    let (config_path, original, updated) = match flavor(args) {
+        Flavor::Containerd => {
+            let path = under(&args.host_root, &args.containerd_config);
+            let original = read_if_present(&path)?;
+            let updated = configure(original.as_deref().unwrap_or(""), &args.handler, &wasmlet_bin, None)?;
+            (path, original, updated)
+        }
+        Flavor::MicroK8s => {
+            let path = under(&args.host_root, Path::new(MICROK8S_TEMPLATE));
+            let original = read_if_present(&path)?;
+            let updated = configure(original.as_deref().unwrap_or(""), &args.handler, &wasmlet_bin, Some(&shim_path))?;
+            (path, original, updated)
+        }
+        Flavor::K3s => {
+            let dir = under(&args.host_root, Path::new(K3S_CONTAINERD_DIR));
+            // K3s's generated config says which containerd (and template) it is.
+            let generated = read_if_present(&dir.join("config.toml"))?.unwrap_or_default();
+            let version = generated
+                .parse::<DocumentMut>()
+                .ok()
+                .and_then(|doc| doc.get("version").and_then(Item::as_integer))
+                .unwrap_or(3);
+            let path = dir.join(if version >= 3 { "config-v3.toml.tmpl" } else { "config.toml.tmpl" });
+            let original = read_if_present(&path)?;
+            let updated = k3s_template(original.as_deref(), version, &args.handler, &shim_path);
+            (path, original, updated)
+        }
+    };
     if original.as_deref() != Some(updated.as_str()) {
         if let Some(original) = &original {
             let backup = config_path.with_extension("toml.wasmlet-backup");
@@ -98,6 +159,34 @@ fn run(args: &InstallArgs) -> Result<Vec<String>, String> {
         changes.push(format!("registered runtime `{}` in {}", args.handler, config_path.display()));
     }
     Ok(changes)
+}
+
+fn read_if_present(path: &Path) -> Result<Option<String>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("reading {}: {e}", path.display())),
+    }
+}
+
+/// K3s's containerd template with the wasmlet runtime: K3s's own `base`
+/// template, then the runtime's table. Go template text is not TOML, so an
+/// existing template is only appended to, once.
+pub fn k3s_template(existing: Option<&str>, version: i64, handler: &str, shim_path: &Path) -> String {
+    let header = if version >= 3 {
+        format!("[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.'{handler}']")
+    } else {
+        format!("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.\"{handler}\"]")
+    };
+    let block = format!(
+        "\n# wasmlet (wasmlet node-install)\n{header}\n  runtime_type = \"{RUNTIME_TYPE}\"\n  runtime_path = \"{}\"\n",
+        shim_path.display()
+    );
+    match existing {
+        Some(text) if text.contains(&header) => text.to_owned(),
+        Some(text) => format!("{}{block}", if text.ends_with('\n') { text.to_owned() } else { format!("{text}\n") }),
+        None => format!("{{{{ template \"base\" . }}}}\n{block}"),
+    }
 }
 
 fn copy_if_changed(source: &Path, target: &Path) -> Result<bool, String> {
@@ -136,7 +225,9 @@ fn table_at<'a>(root: &'a mut Table, path: &[&str]) -> Result<&'a mut Table, Str
 }
 
 /// containerd's config text with the wasmlet runtime and stream processor.
-pub fn configure(text: &str, handler: &str, wasmlet_bin: &Path) -> Result<String, String> {
+/// `shim_path` names the shim by absolute path (`runtime_path`), for
+/// containerds whose PATH may lack the bin dir.
+pub fn configure(text: &str, handler: &str, wasmlet_bin: &Path, shim_path: Option<&Path>) -> Result<String, String> {
     let mut doc: DocumentMut = text.parse().map_err(|e| format!("containerd's config is not valid TOML: {e}"))?;
     match doc.get("version").and_then(Item::as_integer) {
         Some(2) | Some(3) => {}
@@ -155,6 +246,11 @@ pub fn configure(text: &str, handler: &str, wasmlet_bin: &Path) -> Result<String
     runtime.set_implicit(false);
     if runtime.get("runtime_type").and_then(Item::as_str) != Some(RUNTIME_TYPE) {
         runtime["runtime_type"] = value(RUNTIME_TYPE);
+    }
+    if let Some(shim) = shim_path.map(|p| p.display().to_string()) {
+        if runtime.get("runtime_path").and_then(Item::as_str) != Some(shim.as_str()) {
+            runtime["runtime_path"] = value(shim);
+        }
     }
     let processors = table_at(doc.as_table_mut(), &["stream_processors", "io.containerd.wasmlet.wasm-layer"])?;
     processors.set_implicit(false);
@@ -197,21 +293,21 @@ mod tests {
 
     #[test]
     fn adds_the_runtime_and_keeps_everything_else() {
-        let once = configure(V2, "wasmlet", Path::new("/usr/local/bin/wasmlet")).unwrap();
+        let once = configure(V2, "wasmlet", Path::new("/usr/local/bin/wasmlet"), None).unwrap();
         assert!(once.starts_with(V2), "existing text changed:\n{once}");
         let doc: toml_edit::DocumentMut = once.parse().unwrap();
         let runtimes = &doc["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"];
         assert_eq!(runtimes["wasmlet"]["runtime_type"].as_str(), Some("io.containerd.wasmlet.v1"));
         assert_eq!(runtimes["runc"]["options"]["SystemdCgroup"].as_bool(), Some(true));
         assert_eq!(doc["stream_processors"]["io.containerd.wasmlet.wasm-layer"]["path"].as_str(), Some("/usr/local/bin/wasmlet"));
-        let twice = configure(&once, "wasmlet", Path::new("/usr/local/bin/wasmlet")).unwrap();
+        let twice = configure(&once, "wasmlet", Path::new("/usr/local/bin/wasmlet"), None).unwrap();
         assert_eq!(once, twice, "not idempotent");
     }
 
     #[test]
     fn version_3_uses_the_cri_runtime_plugin() {
         let text = "version = 3\n[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]\n  runtime_type = 'io.containerd.runc.v2'\n";
-        let out = configure(text, "wasmlet", Path::new("/usr/local/bin/wasmlet")).unwrap();
+        let out = configure(text, "wasmlet", Path::new("/usr/local/bin/wasmlet"), None).unwrap();
         let doc: toml_edit::DocumentMut = out.parse().unwrap();
         let runtimes = &doc["plugins"]["io.containerd.cri.v1.runtime"]["containerd"]["runtimes"];
         assert_eq!(runtimes["wasmlet"]["runtime_type"].as_str(), Some("io.containerd.wasmlet.v1"));
@@ -220,9 +316,9 @@ mod tests {
 
     #[test]
     fn empty_config_becomes_version_2_and_version_1_is_refused() {
-        let out = configure("", "wasmlet", Path::new("/usr/local/bin/wasmlet")).unwrap();
+        let out = configure("", "wasmlet", Path::new("/usr/local/bin/wasmlet"), None).unwrap();
         assert!(out.contains("version = 2"));
-        assert!(configure("version = 1\n", "wasmlet", Path::new("/x")).is_err());
-        assert!(configure("not toml [", "wasmlet", Path::new("/x")).is_err());
+        assert!(configure("version = 1\n", "wasmlet", Path::new("/x"), None).is_err());
+        assert!(configure("not toml [", "wasmlet", Path::new("/x"), None).is_err());
     }
 }
