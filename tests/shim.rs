@@ -26,6 +26,7 @@ fn guests_image(containerd: &Containerd) -> &'static str {
         files.push((format!("/p2/{name}.wasm"), std::fs::read(guest(name, true)).unwrap()));
     }
     files.push(("/loop.wasm".into(), std::fs::read(wat_guest("loop")).unwrap()));
+    files.push(("/late-write.wasm".into(), std::fs::read(wat_guest("late-write")).unwrap()));
     files.push(("/data/greeting.txt".into(), b"hello from the image\n".to_vec()));
     let refs: Vec<(&str, &[u8], u32)> = files.iter().map(|(p, b)| (p.as_str(), b.as_slice(), 0o644)).collect();
     let archive = oci::image_archive(out.path(), IMAGE, &refs, &["/hello.wasm"]);
@@ -233,6 +234,62 @@ fn task_survives_a_containerd_restart() {
     c.ctr_ok(&["containers", "delete", &id]);
 }
 
+fn wait_stopped(c: &Containerd, id: &str) {
+    for _ in 0..400 {
+        if c.ctr_ok(&["tasks", "ls"]).lines().any(|l| l.starts_with(id) && l.contains("STOPPED")) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("task {id} never stopped: {}", c.log());
+}
+
+#[test]
+fn a_detached_guest_writes_after_its_client_left() {
+    let c = Containerd::start();
+    let image = guests_image(&c);
+    // ctr run -d returns at once and closes its end of the FIFOs; the guest
+    // writes a second later and exits with the write's errno. runc's shim
+    // keeps a read end of the FIFOs for exactly this: no EPIPE.
+    let id = unique_id("detached");
+    c.ctr_ok(&["run", "-d", "--runtime", RUNTIME, image, &id, "/late-write.wasm"]);
+    wait_stopped(&c, &id);
+    let deleted = c.ctr().args(["tasks", "delete", &id]).output().unwrap();
+    assert_eq!(deleted.status.code(), Some(0), "the late write failed (status = WASI errno): {}", String::from_utf8_lossy(&deleted.stderr));
+    c.ctr_ok(&["containers", "delete", &id]);
+}
+
+#[test]
+fn log_uris_file_and_binary_receive_the_output() {
+    let c = Containerd::start();
+    let image = guests_image(&c);
+    let logs = tempfile::tempdir().unwrap();
+    // file://: appended to, its directory created.
+    let file = logs.path().join("new-dir/echo.log");
+    let uri = format!("file://{}", file.display());
+    let s = seen(&c.run_rm(&["--log-uri", &uri], image, &unique_id("file-log"), &["/echo.wasm", "to-a-file"]));
+    assert_eq!(s.code, Some(0), "{s:?}\n{}", c.log());
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(text.contains("arg[1]=to-a-file\n"), "{text:?}");
+    // binary://: a logging program reading stdout on fd 3 and stderr on fd 4,
+    // ready once it closes fd 5, with the container's id and namespace.
+    let logger = logs.path().join("logger.sh");
+    let dir = logs.path().display().to_string();
+    std::fs::write(
+        &logger,
+        format!("#!/bin/sh\nexec 5>&-\necho \"$CONTAINER_ID $CONTAINER_NAMESPACE $*\" > {dir}/env\ncat <&3 > {dir}/out &\ncat <&4 > {dir}/err\nwait\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&logger, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let id = unique_id("binary-log");
+    let uri = format!("binary://{}?level=debug", logger.display());
+    let s = seen(&c.run_rm(&["--log-uri", &uri], image, &id, &["/echo.wasm", "to-a-binary"]));
+    assert_eq!(s.code, Some(0), "{s:?}\n{}", c.log());
+    let read = |name: &str| std::fs::read_to_string(logs.path().join(name)).unwrap_or_default();
+    assert_eq!(read("env"), format!("{id} wasmlet-test level debug\n"));
+    assert!(read("out").contains("arg[1]=to-a-binary\n"), "{:?}", read("out"));
+}
+
 #[test]
 fn killed_shim_is_cleaned_up_by_delete() {
     let c = Containerd::start();
@@ -390,13 +447,21 @@ fn wasm_artifacts_pulled_by_containerd_run_from_the_content_store() {
     let c = Containerd::start();
     let hello = guest("hello", false);
     let echo = guest("echo", true);
-    // containerd 1.6's clients (ctr, CRI) refuse the CNCF config media type
-    // when they build the spec, so the 1.6 path is runwasi's packaging.
-    for (format, file, name) in [("runwasi", &hello, "layer-hello:1"), ("runwasi", &echo, "layer-echo:1")] {
+    // ctr refuses the CNCF config media type when it builds the spec, so
+    // the ctr path is runwasi's packaging. containerd 1.6.20 unpacks raw
+    // Wasm layers only through wasmlet's stream processor, with an empty-tar
+    // diff id per layer (`--legacy-unpack`); 1.7 and 2.x refuse that and
+    // take the default (no diff ids).
+    let legacy = Containerd::series() == "1.6";
+    for (file, name) in [(&hello, "layer-hello:1"), (&echo, "layer-echo:1")] {
         let reference = format!("{}/wasmlet/{name}", registry.addr);
-        let s = seen(&pusher.run(["push".as_ref(), "--format".as_ref(), format.as_ref(), file.as_os_str(), reference.as_ref()]));
+        let mut args: Vec<&std::ffi::OsStr> = vec!["push".as_ref(), "--format".as_ref(), "runwasi".as_ref()];
+        if legacy {
+            args.push("--legacy-unpack".as_ref());
+        }
+        args.extend([file.as_os_str(), reference.as_ref()]);
+        let s = seen(&pusher.run(args));
         assert_eq!(s.code, Some(0), "{s:?}");
-        // containerd 1.6.20 unpacks raw Wasm layers only through wasmlet's stream processor.
         c.ctr_ok(&["images", "pull", "--plain-http", &reference]);
     }
     let image = |name: &str| format!("{}/wasmlet/{name}", registry.addr);

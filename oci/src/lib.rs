@@ -21,5 +21,5 @@ pub mod tls;
 
 pub use digest::{sha256_digest, verify_digest, DigestError};
 pub use format::{classify, FormatError, Packaging, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE};
-pub use registry::{PullError, Pulled, PushError, PushFormat, Registry, RegistryOptions, EMPTY_TAR_DIFF_ID};
+pub use registry::{PullError, Pulled, PushError, PushFormat, PushOptions, Registry, RegistryOptions, EMPTY_TAR_DIFF_ID};
 pub use store::{ContentStore, StoreError, StoredImage};

@@ -94,10 +94,23 @@ pub enum PushFormat {
     Cncf,
     /// runwasi's packaging: an OCI image config (architecture `wasm`, the
     /// entrypoint naming the Wasm) and a `…wasm.component.layer.v0+wasm`
-    /// layer. Its config lists the empty tar as the layer's diff id, so
-    /// containerd before 1.6.25/1.7.7 can unpack it with wasmlet's stream
-    /// processor (see deploy/).
+    /// layer.
     Runwasi,
+}
+
+/// How `push` packages the Wasm, and for which containerd.
+///
+/// containerd 1.7.7+ and 2.x skip raw Wasm layers when they unpack an image
+/// and expect the config to list no diff id for them (`diff_ids: []`, the
+/// default). containerd 1.6.20–1.6.24 cannot unpack such an image at all;
+/// with `legacy_unpack` the config lists the empty tar as each Wasm layer's
+/// diff id, which 1.6 unpacks through wasmlet's stream processor (see
+/// deploy/) and which 1.7+ refuses ("mismatched image rootfs and manifest
+/// layers").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PushOptions {
+    pub format: PushFormat,
+    pub legacy_unpack: bool,
 }
 
 /// sha256 of a tar archive with no entries (1024 zero bytes).
@@ -394,7 +407,9 @@ impl Registry {
 
     /// Push `wasm` to `reference` in `format`; returns the manifest digest.
     /// `os` is `wasip2` for a component, else `wasip1`.
-    pub async fn push(&self, wasm: &[u8], reference_text: &str, format: PushFormat, progress: Progress<'_>) -> Result<String, PushError> {
+    pub async fn push(&self, wasm: &[u8], reference_text: &str, options: PushOptions, progress: Progress<'_>) -> Result<String, PushError> {
+        let format = options.format;
+        let diff_ids: &[&str] = if options.legacy_unpack { &[EMPTY_TAR_DIFF_ID] } else { &[] };
         let reference: Reference = reference_text.parse().map_err(|e: oci_client::ParseError| PushError::BadReference {
             reference: reference_text.to_owned(),
             message: e.to_string(),
@@ -431,7 +446,7 @@ impl Registry {
                     os: os.into(),
                     layer_digests: vec![layer_digest.clone()],
                     component: None,
-                    rootfs: Some(serde_json::json!({"type": "layers", "diff_ids": [EMPTY_TAR_DIFF_ID]})),
+                    rootfs: Some(serde_json::json!({"type": "layers", "diff_ids": diff_ids})),
                 };
                 let value = serde_json::to_value(&config).unwrap_or_default();
                 (format::WASM_CONFIG_MEDIA_TYPE, format::WASM_LAYER_MEDIA_TYPE, encode(&value)?)
@@ -442,7 +457,7 @@ impl Registry {
                     "architecture": "wasm",
                     "os": os,
                     "config": {"Entrypoint": ["/app.wasm"]},
-                    "rootfs": {"type": "layers", "diff_ids": [EMPTY_TAR_DIFF_ID]},
+                    "rootfs": {"type": "layers", "diff_ids": diff_ids},
                 });
                 (
                     "application/vnd.oci.image.config.v1+json",

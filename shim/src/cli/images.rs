@@ -6,7 +6,7 @@ use super::LOAD_ERROR_STATUS;
 use clap::Args;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
-use wasmlet_oci::{ContentStore, PushFormat, Registry, RegistryOptions};
+use wasmlet_oci::{ContentStore, PushFormat, PushOptions, Registry, RegistryOptions};
 use wasmlet_runtime::{Digest, Program, Runtime};
 
 /// Options shared by every command that talks to a registry.
@@ -36,9 +36,14 @@ pub struct PushArgs {
     #[command(flatten)]
     registry: RegistryArgs,
     /// `cncf` (the CNCF Wasm artifact) or `runwasi` (an OCI image config and
-    /// a Wasm layer; pullable by containerd 1.6/1.7 with wasmlet's stream processor)
+    /// a Wasm layer: what `ctr` and containerd 1.6's CRI can run)
     #[arg(long, default_value = "cncf", value_parser = ["cncf", "runwasi"])]
     format: String,
+    /// For containerd 1.6.20–1.6.24: list the empty tar as the Wasm layer's
+    /// diff id, which 1.6 unpacks with wasmlet's stream processor. containerd
+    /// 1.7 and 2.x refuse such images and run the default (no diff ids).
+    #[arg(long)]
+    legacy_unpack: bool,
     /// The module or component
     file: PathBuf,
     /// Where to push it, e.g. ghcr.io/me/hello:1.0
@@ -112,8 +117,11 @@ pub fn push(args: PushArgs) -> i32 {
     };
     let registry = Registry::new(args.registry.options());
     let result = executor().and_then(|rt| {
-        let format = if args.format == "runwasi" { PushFormat::Runwasi } else { PushFormat::Cncf };
-        rt.block_on(registry.push(&wasm, &args.reference, format, &progress_bar("pushing")))
+        let options = PushOptions {
+            format: if args.format == "runwasi" { PushFormat::Runwasi } else { PushFormat::Cncf },
+            legacy_unpack: args.legacy_unpack,
+        };
+        rt.block_on(registry.push(&wasm, &args.reference, options, &progress_bar("pushing")))
             .map_err(|e| e.to_string())
     });
     match result {

@@ -1,10 +1,12 @@
 //! The shim binary's actions: `-v`, `-info`, `start`, `delete`, and (no
 //! action) the long-running daemon.
 
-use super::{cgroup, daemon, RUNTIME_TYPE};
+use super::{cgroup, daemon, handshake, RUNTIME_TYPE};
 use anyhow::Context as _;
 use containerd_shim::protos::protobuf::Message as _;
 use containerd_shim::{Flags, StartOpts};
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
+use containerd_shim::protos::types::introspection::RuntimeInfo;
 use std::io::Write as _;
 
 pub fn main() -> i32 {
@@ -38,11 +40,51 @@ pub fn main() -> i32 {
     }
 }
 
-/// `-info`: a `RuntimeInfo` protobuf on stdout.
+/// `-info`: a `RuntimeInfo` protobuf on stdout. containerd 2.x reads its
+/// `features` (the OCI runtime-spec Features structure) to learn what the
+/// handler supports; CRI, for one, refuses user-namespaced pods (`hostUsers:
+/// false`) on a handler that lists no idmap support.
 fn info() -> anyhow::Result<()> {
     // containerd pipes the runtime options in; they do not change the answer.
     let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
-    let info = containerd_shim::protos::types::introspection::RuntimeInfo {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&runtime_info().write_to_bytes()?)?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// containerd's type URL for the runtime-spec Features structure (JSON).
+const FEATURES_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/features/Features";
+
+/// What wasmlet honours of an OCI spec, as the runtime-spec's Features
+/// structure. Only what the shim really applies is listed: the network
+/// namespace a pod names (HTTP listeners bind inside it), read-only and
+/// bind mounts, the cgroup's resources. No hooks, no user namespaces or
+/// idmapped mounts, no seccomp or AppArmor of its own yet.
+pub(crate) fn features() -> serde_json::Value {
+    serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": "1.2.1",
+        "hooks": [],
+        "mountOptions": ["bind", "rbind", "ro", "rw"],
+        "linux": {
+            "namespaces": ["network"],
+            "capabilities": [],
+            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
+            "seccomp": {"enabled": false},
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false},
+            "intelRdt": {"enabled": false},
+            "mountExtensions": {"idmap": {"enabled": false}},
+        },
+        "annotations": {
+            "io.wasmlet.version": env!("CARGO_PKG_VERSION"),
+        },
+    })
+}
+
+fn runtime_info() -> RuntimeInfo {
+    RuntimeInfo {
         name: RUNTIME_TYPE.to_owned(),
         version: Some(containerd_shim::protos::types::introspection::RuntimeVersion {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -50,25 +92,33 @@ fn info() -> anyhow::Result<()> {
             ..Default::default()
         })
         .into(),
+        features: Some(Any {
+            type_url: FEATURES_TYPE_URL.to_owned(),
+            value: features().to_string().into_bytes(),
+            ..Default::default()
+        })
+        .into(),
         ..Default::default()
-    };
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(&info.write_to_bytes()?)?;
-    stdout.flush()?;
-    Ok(())
+    }
 }
 
-/// `start`: spawn the daemon for this container and print its address.
+/// `start`: spawn the daemon for this container and print its address,
+/// in the form the calling containerd reads (see [`handshake`]).
 fn start(flags: &Flags) -> anyhow::Result<()> {
-    // Runtime options arrive on stdin; wasmlet has none of its own yet.
-    let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+    let mut stdin = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut stdin);
+    let params = handshake::BootstrapParams::from_stdin(&stdin, &flags.id, &flags.namespace);
+    let pick = |new: Option<&String>, old: String| new.filter(|v| !v.is_empty()).cloned().unwrap_or(old);
     let opts = StartOpts {
         id: flags.id.clone(),
         publish_binary: flags.publish_binary.clone(),
-        address: flags.address.clone(),
-        ttrpc_address: std::env::var(super::TTRPC_ADDRESS_ENV).unwrap_or_default(),
+        address: pick(params.as_ref().map(|p| &p.containerd_grpc_address), flags.address.clone()),
+        ttrpc_address: pick(
+            params.as_ref().map(|p| &p.containerd_ttrpc_address),
+            std::env::var(super::TTRPC_ADDRESS_ENV).unwrap_or_default(),
+        ),
         namespace: flags.namespace.clone(),
-        debug: flags.debug,
+        debug: flags.debug || params.as_ref().is_some_and(|p| p.debug()),
         ..Default::default()
     };
     let executor = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -77,8 +127,12 @@ fn start(flags: &Flags) -> anyhow::Result<()> {
         .block_on(containerd_shim::spawn(opts, &flags.id, Vec::new()))
         .context("spawning the shim daemon")?;
     std::fs::write("address", &address).context("writing the address file in the bundle")?;
+    let reply = match params {
+        Some(_) => handshake::bootstrap_result(&address),
+        None => address.into_bytes(),
+    };
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(address.as_bytes())?;
+    stdout.write_all(&reply)?;
     stdout.flush()?;
     Ok(())
 }
@@ -108,4 +162,24 @@ fn delete(flags: &Flags) -> anyhow::Result<()> {
     stdout.write_all(&response.write_to_bytes()?)?;
     stdout.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_carries_the_oci_features_containerd_decodes() {
+        let bytes = runtime_info().write_to_bytes().unwrap();
+        let info = RuntimeInfo::parse_from_bytes(&bytes).unwrap();
+        assert_eq!(info.name, RUNTIME_TYPE);
+        let features = info.features.as_ref().expect("features");
+        assert_eq!(features.type_url, FEATURES_TYPE_URL);
+        let parsed: oci_spec::runtime::Features = serde_json::from_slice(&features.value).unwrap();
+        assert_eq!(parsed.oci_version_min(), "1.0.0");
+        let linux = parsed.linux().as_ref().unwrap();
+        assert_eq!(linux.namespaces().as_deref(), Some(&[oci_spec::runtime::LinuxNamespaceType::Network][..]));
+        let idmap = linux.mount_extensions().as_ref().and_then(|m| m.idmap().as_ref()).and_then(|i| *i.enabled());
+        assert_eq!(idmap, Some(false), "user namespaces are not supported: say so");
+    }
 }

@@ -41,10 +41,15 @@ pub fn run(flags: Flags) -> anyhow::Result<()> {
     // Join the container's cgroup before anything else, so what the runtime
     // allocates is charged to the container (cgroup v1 does not move charges).
     let cgroup = match oci_spec::runtime::Spec::load("config.json") {
-        Ok(spec) => ContainerCgroup::join(&spec).unwrap_or_else(|err| {
-            tracing::warn!(error = %format!("{err:#}"), "cgroup set-up failed; running in the shim's cgroup");
-            None
-        }),
+        Ok(spec) => {
+            // Still single-threaded: every thread made from here on (the
+            // guest's among them) inherits the pod's network namespace.
+            super::netns::join_for_guest(&spec).context("entering the pod's network namespace")?;
+            ContainerCgroup::join(&spec).unwrap_or_else(|err| {
+                tracing::warn!(error = %format!("{err:#}"), "cgroup set-up failed; running in the shim's cgroup");
+                None
+            })
+        }
         Err(err) => {
             tracing::warn!(error = %err, "no readable config.json in the bundle; no cgroup");
             None
@@ -142,15 +147,20 @@ fn ignore_termination_signals() {
     }
 }
 
+/// The shim's default log filter: wasmlet's lifecycle at info, others at warn.
+const DEFAULT_LOG_FILTER: &str = "warn,wasmlet_shim=info,wasmlet_runtime=info,wasmlet_oci=info";
+
 /// Logs go to the `log` FIFO containerd opens in the bundle (they end up in
 /// containerd's log); level `debug` with containerd's -debug, else
-/// `$WASMLET_LOG` or `info`.
+/// `$WASMLET_LOG` or [`DEFAULT_LOG_FILTER`].
 fn init_logging(debug: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = if debug {
         EnvFilter::new("debug")
     } else {
-        EnvFilter::try_from_env("WASMLET_LOG").unwrap_or_else(|_| EnvFilter::new("info"))
+        // Lifecycle events of wasmlet's own crates; libraries (ttrpc, the
+        // shim crate, wasmtime) only when something is wrong.
+        EnvFilter::try_from_env("WASMLET_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))
     };
     let log = std::fs::OpenOptions::new().write(true).open("log");
     // At debug level each Task API call's span logs its duration when it closes.
