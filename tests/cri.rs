@@ -18,6 +18,7 @@ fn setup() -> (Containerd, tempfile::TempDir) {
         .map(|n| (format!("/{n}.wasm"), std::fs::read(guest(n, false)).unwrap()))
         .collect();
     files.push(("/http.wasm".into(), std::fs::read(http_guest("echo")).unwrap()));
+    files.push(("/net.wasm".into(), std::fs::read(guest("net", false)).unwrap()));
     let refs: Vec<(&str, &[u8], u32)> = files.iter().map(|(p, b)| (p.as_str(), b.as_slice(), 0o644)).collect();
     import_k8s(&c, &oci::image_archive(work.path(), IMAGE, &refs, &["/hello.wasm"]));
     (c, work)
@@ -208,4 +209,150 @@ async fn a_linux_sidecar_in_a_wasm_pod_runs_through_runc() {
     assert!(!cgroup.exists(), "sidecar cgroup left behind");
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
     assert!(!mounts.contains(&sidecar), "sidecar rootfs still mounted");
+}
+
+/// containerd >= 1.6.22 / 1.7.3 waits for end-of-file on a container's
+/// stdout/stderr FIFOs before it deletes a stopped task. A guest still
+/// blocked in a host call (a sleep) must not hold them: StopContainer and
+/// StopPodSandbox return within the grace period on every release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_sleeping_guest_returns_within_the_grace_period() {
+    let (c, work) = setup();
+    let mut cri = Cri::connect(&c).await;
+    let logs = work.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let pod_config = Cri::pod_config("sleeping-pod", &logs);
+    let pod = cri.run_pod(&pod_config, "wasmlet").await;
+    let mut sleepers = Vec::new();
+    for name in ["sleeper-a", "sleeper-b"] {
+        let id = cri.create_container(&pod, &pod_config, Cri::container_config(name, 0, IMAGE, &["/sleep.wasm"], &[], 0)).await;
+        cri.start_container(&id).await;
+        cri.wait_state(&id, ContainerState::ContainerRunning, Duration::from_secs(10)).await;
+        sleepers.push(id);
+    }
+    let started = std::time::Instant::now();
+    let stopped = tokio::time::timeout(
+        Duration::from_secs(10),
+        cri.runtime.stop_container(StopContainerRequest { container_id: sleepers[0].clone(), timeout: 2 }),
+    )
+    .await;
+    assert!(matches!(stopped, Ok(Ok(_))), "StopContainer hung or failed: {stopped:?}\n{}", c.log());
+    assert!(started.elapsed() < Duration::from_secs(5), "StopContainer took {:?}", started.elapsed());
+    let status = cri.status(&sleepers[0]).await;
+    assert_eq!(status.state, ContainerState::ContainerExited as i32, "{status:?}");
+    assert_eq!(status.exit_code, 143, "SIGTERM ends a WASI guest at once: {status:?}");
+    let lines = log_lines(&logs.join("sleeper-a_0.log"));
+    assert!(lines.iter().any(|l| l.ends_with(" stdout F sleeping")), "{lines:?}");
+    // The pod, with its other sleeper still running.
+    let started = std::time::Instant::now();
+    let stopped = tokio::time::timeout(
+        Duration::from_secs(15),
+        cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }),
+    )
+    .await;
+    assert!(matches!(stopped, Ok(Ok(_))), "StopPodSandbox hung or failed: {stopped:?}\n{}", c.log());
+    assert!(started.elapsed() < Duration::from_secs(10), "StopPodSandbox took {:?}", started.elapsed());
+    let status = cri.status(&sleepers[1]).await;
+    assert_eq!(status.state, ContainerState::ContainerExited as i32, "{status:?}");
+    cri.runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod })
+        .await
+        .unwrap();
+}
+
+/// The task pid containerd holds for `id` in namespace k8s.io.
+fn task_pid(c: &Containerd, id: &str) -> u32 {
+    let out = c.ctr_in("k8s.io").args(["tasks", "ls"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find(|l| l.starts_with(id))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no task {id}: {text}"))
+}
+
+fn ns_of(pid: &str, kind: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap().display().to_string()
+}
+
+/// A pod on the pod network, as Kubernetes runs most pods: the sandbox
+/// holds the pod's network (made by CNI), IPC and UTS namespaces; a busybox
+/// sidecar started as `sh -c …` (bare argv[0], symlinked busybox) shares
+/// them and reaches the Wasm HTTP function on 127.0.0.1; nothing of the pod
+/// is on the host's network, and a guest with the network granted cannot
+/// reach the host's loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_network_pod_owns_its_namespaces_and_its_sidecar_reaches_the_function() {
+    let (c, work) = setup();
+    import_k8s(&c, &oci::busybox_archive(work.path(), "docker.io/wasmlet/busybox-links:latest"));
+    let mut cri = Cri::connect(&c).await;
+    let logs = work.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let pod_config = Cri::pod_network_config("net-pod", "wasm-net-pod", &logs);
+    let pod = cri.run_pod(&pod_config, "wasmlet").await;
+    let holder = task_pid(&c, &pod).to_string();
+    for kind in ["net", "ipc", "uts"] {
+        assert_ne!(ns_of(&holder, kind), ns_of("self", kind), "the sandbox's {kind} namespace is the host's");
+    }
+
+    // A host-loopback server the guest must not reach.
+    let host_server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    host_server.set_nonblocking(true).unwrap();
+    let host_port = host_server.local_addr().unwrap().port();
+
+    let port = "18093";
+    let mut http = Cri::container_config("fn", 0, IMAGE, &["/http.wasm"], &[("PORT", port)], 0);
+    http.annotations.insert("wasmlet.io/network".into(), "allow".into());
+    let function = cri.create_container(&pod, &pod_config, http).await;
+    cri.start_container(&function).await;
+    let mut net = Cri::container_config("net", 0, IMAGE, &["/net.wasm", &format!("127.0.0.1:{host_port}")], &[], 0);
+    net.annotations.insert("wasmlet.io/network".into(), "allow".into());
+    let prober = cri.create_container(&pod, &pod_config, net).await;
+    cri.start_container(&prober).await;
+    let script = format!(
+        "echo net $(readlink /proc/self/ns/net); echo ipc $(readlink /proc/self/ns/ipc); echo uts $(readlink /proc/self/ns/uts); \
+         echo host $(hostname); i=0; while [ $i -lt 100 ]; do if wget -q -O - http://127.0.0.1:{port}/from-sidecar; then echo; echo fetched; break; fi; \
+         sleep 0.1; i=$((i+1)); done; exec sleep 3600"
+    );
+    let sidecar = cri
+        .create_container(&pod, &pod_config, Cri::container_config("sidecar", 0, "docker.io/wasmlet/busybox-links:latest", &["sh", "-c", &script], &[], 0))
+        .await;
+    cri.start_container(&sidecar).await;
+
+    let status = cri.wait_state(&prober, ContainerState::ContainerExited, Duration::from_secs(30)).await;
+    let prober_log = log_lines(&logs.join("net_0.log"));
+    assert_eq!(status.exit_code, 3, "a guest reached the host's loopback: {prober_log:?}");
+    assert!(prober_log.iter().any(|l| l.contains("denied")), "{prober_log:?}");
+    assert!(host_server.accept().is_err(), "the host's loopback server got a connection from the pod");
+
+    let mut sidecar_log = Vec::new();
+    for _ in 0..150 {
+        sidecar_log = log_lines(&logs.join("sidecar_0.log"));
+        if sidecar_log.iter().any(|l| l.ends_with(" fetched")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sidecar_log.iter().any(|l| l.contains("GET /from-sidecar")), "the sidecar did not reach the function: {sidecar_log:?}");
+    for kind in ["net", "ipc", "uts"] {
+        let line = sidecar_log.iter().find(|l| l.contains(&format!(" {kind} "))).cloned().unwrap_or_default();
+        assert!(line.ends_with(&ns_of(&holder, kind)), "sidecar {kind} is not the pod's: {line} vs {}", ns_of(&holder, kind));
+    }
+    assert!(sidecar_log.iter().any(|l| l.ends_with(" host wasm-net-pod")), "{sidecar_log:?}");
+    // The function's shim sockets live in the pod, not on the host.
+    let fn_pid = task_pid(&c, &function).to_string();
+    assert_eq!(ns_of(&fn_pid, "net"), ns_of(&holder, "net"));
+    assert!(std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_err(), "the function listens on the host");
+
+    let stopped = tokio::time::timeout(
+        Duration::from_secs(20),
+        cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }),
+    )
+    .await;
+    assert!(matches!(stopped, Ok(Ok(_))), "StopPodSandbox: {stopped:?}\n{}", c.log());
+    cri.runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod })
+        .await
+        .unwrap();
+    assert!(!std::path::Path::new(&format!("/proc/{holder}")).exists() || std::fs::read_to_string(format!("/proc/{holder}/stat")).is_ok_and(|s| s.contains(") Z")), "the holder outlived its pod");
 }

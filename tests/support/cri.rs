@@ -1,6 +1,7 @@
 //! Driving containerd's CRI plugin the way kubelet does: a gRPC client from
 //! the `k8s-cri` crate (CRI v1) over the private containerd's socket, with
-//! host-network pods (no CNI here) and images imported into `k8s.io`.
+//! host-network or pod-network pods (the private containerd's CNI bridge)
+//! and images imported into `k8s.io`.
 
 use crate::containerd::Containerd;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
@@ -35,8 +36,9 @@ pub fn import_pause_image(c: &Containerd) {
 
 /// `ctr -n k8s.io images import`: where the CRI plugin looks for images.
 pub fn import_k8s(c: &Containerd, archive: &std::path::Path) {
-    let out = std::process::Command::new("ctr")
-        .args(["--address", &c.address, "--namespace", "k8s.io", "images", "import", "--all-platforms"])
+    let out = c
+        .ctr_in("k8s.io")
+        .args(["images", "import", "--all-platforms"])
         .arg(archive)
         .output()
         .unwrap();
@@ -50,6 +52,22 @@ impl Cri {
             runtime: RuntimeServiceClient::new(channel.clone()),
             images: ImageServiceClient::new(channel),
         }
+    }
+
+    /// A pod on the pod network (CNI: its own network namespace), with its
+    /// own IPC and UTS namespaces and `hostname`, logging under `log_dir`.
+    pub fn pod_network_config(name: &str, hostname: &str, log_dir: &std::path::Path) -> PodSandboxConfig {
+        let mut config = Self::pod_config(name, log_dir);
+        config.hostname = hostname.to_owned();
+        if let Some(options) = config
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+            .and_then(|s| s.namespace_options.as_mut())
+        {
+            options.network = NamespaceMode::Pod as i32;
+        }
+        config
     }
 
     /// A host-network pod's sandbox config, logging under `log_dir`.

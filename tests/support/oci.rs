@@ -23,14 +23,39 @@ fn put_blob(layout: &Path, bytes: &[u8]) -> (String, usize) {
 /// whose rootfs holds `files` (path, bytes, mode), with `entrypoint`, for
 /// linux/amd64. Returns the tar's path inside `out`.
 pub fn image_archive(out: &Path, name: &str, files: &[(&str, &[u8], u32)], entrypoint: &[&str]) -> PathBuf {
+    image_archive_with_links(out, name, files, &[], entrypoint, &["PATH=/"])
+}
+
+/// A busybox image as such images are made: `/bin/busybox` and absolute
+/// symlinks to it (`/bin/sh`, `/bin/sleep`, `/bin/wget`, …), `PATH=/bin`,
+/// no entrypoint. Linux containers run it through runc.
+pub fn busybox_archive(out: &Path, name: &str) -> PathBuf {
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static (scripts/install-deps)");
+    let names: Vec<String> = ["sh", "sleep", "wget", "cat", "echo", "readlink", "hostname", "ip", "ipcs", "top", "ps"]
+        .iter()
+        .map(|tool| format!("/bin/{tool}"))
+        .collect();
+    let links: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "/bin/busybox")).collect();
+    image_archive_with_links(out, name, &[("/bin/busybox", &busybox, 0o755)], &links, &[], &["PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
+}
+
+/// [`image_archive`] with symlinks (path, target) and an environment.
+pub fn image_archive_with_links(
+    out: &Path,
+    name: &str,
+    files: &[(&str, &[u8], u32)],
+    links: &[(&str, &str)],
+    entrypoint: &[&str],
+    env: &[&str],
+) -> PathBuf {
     let work = tempfile::tempdir().unwrap();
-    let layer = tar_layer_with_modes(files);
+    let layer = tar_layer_with(files, links);
     let layout = work.path().join("layout");
     let (layer_digest, layer_size) = put_blob(&layout, &layer);
     let config = serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Entrypoint": entrypoint, "Env": ["PATH=/"], "WorkingDir": "/"},
+        "config": {"Entrypoint": entrypoint, "Env": env, "WorkingDir": "/"},
         "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
     });
     let (config_digest, config_size) = put_blob(&layout, &serde_json::to_vec(&config).unwrap());
@@ -103,11 +128,12 @@ pub fn layout(dir: &Path, config_media_type: &str, config: &[u8], layers: &[(&st
 /// A tar (uncompressed) holding `files` (path, bytes), as a layer.
 pub fn tar_layer(files: &[(&str, &[u8])]) -> Vec<u8> {
     let with_modes: Vec<(&str, &[u8], u32)> = files.iter().map(|(p, b)| (*p, *b, 0o644)).collect();
-    tar_layer_with_modes(&with_modes)
+    tar_layer_with(&with_modes, &[])
 }
 
-/// A tar layer of `files` (path, bytes, mode), owned by root, reproducible.
-fn tar_layer_with_modes(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
+/// A tar layer of `files` (path, bytes, mode) and symlinks (path, target),
+/// owned by root, reproducible.
+fn tar_layer_with(files: &[(&str, &[u8], u32)], links: &[(&str, &str)]) -> Vec<u8> {
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
@@ -116,6 +142,11 @@ fn tar_layer_with_modes(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
         std::fs::write(&target, bytes).unwrap();
         std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(*mode)).unwrap();
+    }
+    for (path, target) in links {
+        let link = root.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, &link).unwrap();
     }
     let out = work.path().join("layer.tar");
     let status = Command::new("tar")

@@ -36,8 +36,8 @@
 //! process: the sandbox's shim only holds the pod's cgroup.
 //!
 //! containerd versions: `start` prints a bare socket address, the only reply
-//! 1.6/1.7 understand; containerd 2.x reads a bare address as a task-API-v2
-//! shim (its JSON bootstrap reply is optional). The v2 and v3 Task messages
+//! 1.6/1.7 understand and one 2.0–2.2 read as a task-API-v2 shim; to
+//! containerd 2.3's bootstrap protocol it answers in kind (`handshake`). The v2 and v3 Task messages
 //! are identical on the wire, so the daemon registers the one service
 //! implementation as both `containerd.task.v2.Task` and
 //! `containerd.task.v3.Task`: tests/shim.rs drives Create…Shutdown under
@@ -47,8 +47,11 @@ mod bootstrap;
 mod cgroup;
 mod daemon;
 mod events;
+mod handshake;
 mod netns;
+mod rootfs;
 mod runc;
+mod sandbox;
 mod spec;
 mod stdio;
 mod task;

@@ -1,7 +1,18 @@
-//! Binding an HTTP function's listening socket inside the pod's network
-//! namespace, without moving the shim: a short-lived thread enters the
-//! namespace (`setns` affects only the calling thread), binds, and exits.
-//! The socket stays in the namespace it was created in.
+//! The network a guest's sockets live in.
+//!
+//! A container's shim process enters the pod's network namespace (the
+//! spec's `network` path, made by CNI) while it is still single-threaded,
+//! so every thread it starts later, the guest's and the HTTP server's, opens
+//! its sockets there: a guest never reaches the node's loopback services.
+//! Its own connections to containerd are Unix sockets named by path, which
+//! no network namespace hides. A spec that asks for a new network namespace
+//! (`ctr run` without `--net-host`) gets an empty one with loopback up when
+//! the guest may use the network; host-network pods (no namespace in the
+//! spec) keep the node's.
+//!
+//! HTTP listeners are bound by [`bind`], in a short-lived thread where the
+//! namespace is not the shim's own (`setns` affects only the calling
+//! thread); the socket stays in the namespace it was created in.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -16,6 +27,52 @@ pub enum BindError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("the binding thread failed: {0}")]
     Thread(String),
+}
+
+/// Enter the network namespace `spec` gives a guest (see the module docs).
+/// A pod sandbox's shim enters none: its holder process does.
+pub fn join_for_guest(spec: &oci_spec::runtime::Spec) -> Result<(), BindError> {
+    let sandbox = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get("io.kubernetes.cri.container-type"))
+        .is_some_and(|t| t == "sandbox");
+    if sandbox {
+        return Ok(());
+    }
+    let network = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .and_then(|n| n.iter().find(|ns| ns.typ() == oci_spec::runtime::LinuxNamespaceType::Network));
+    let Some(network) = network else {
+        return Ok(()); // host network
+    };
+    match network.path() {
+        Some(path) => {
+            let file = std::fs::File::open(path).map_err(|source| BindError::OpenNamespace {
+                path: path.display().to_string(),
+                source,
+            })?;
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|source| BindError::Enter {
+                what: path.display().to_string(),
+                source,
+            })
+        }
+        // Sockets are refused without the grant, so a new namespace only
+        // matters with it (an HTTP function's listener makes its own).
+        None if super::spec::network_granted(spec) => {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|source| BindError::Enter {
+                what: "(new)".into(),
+                source,
+            })?;
+            loopback_up().map_err(|source| BindError::Enter {
+                what: "(new): bringing up lo".into(),
+                source,
+            })
+        }
+        None => Ok(()),
+    }
 }
 
 /// Where to bind.

@@ -21,25 +21,21 @@ pub struct RuncContainer {
     child: std::sync::Mutex<Option<std::process::Child>>,
 }
 
-/// Whether argv\[0\] of this spec is a native program in the rootfs (an ELF
-/// binary or a `#!` script) rather than Wasm.
+/// Whether this spec runs a native program, as runc would find it: argv\[0\]
+/// looked up with the spec's `PATH` and cwd, symlinks resolved inside the
+/// rootfs, and the file an ELF binary or a `#!` script (not Wasm).
 pub fn is_native(spec: &oci_spec::runtime::Spec, rootfs: &Path) -> bool {
-    let Some(argv0) = spec.process().as_ref().and_then(|p| p.args().as_ref()).and_then(|a| a.first()) else {
+    let Some(process) = spec.process().as_ref() else {
         return false;
     };
-    let relative = Path::new(argv0.trim_start_matches('/'));
-    let Ok(resolved) = rootfs.join(relative).canonicalize() else {
+    let Some(argv0) = process.args().as_ref().and_then(|a| a.first()) else {
         return false;
     };
-    let Ok(root) = rootfs.canonicalize() else {
-        return false;
-    };
-    if !resolved.starts_with(&root) {
-        return false;
-    }
-    let mut magic = [0u8; 4];
-    let read = std::fs::File::open(&resolved).and_then(|mut f| std::io::Read::read(&mut f, &mut magic));
-    matches!(read, Ok(n) if n >= 2) && (magic == *b"\x7fELF" || magic.starts_with(b"#!"))
+    let env = process.env().as_deref().unwrap_or_default();
+    let path = env.iter().find_map(|e| e.strip_prefix("PATH="));
+    let cwd = process.cwd().to_string_lossy();
+    super::rootfs::find_program(rootfs, argv0, path, &cwd)
+        .is_some_and(|program| super::rootfs::classify(&program) == super::rootfs::Executable::Native)
 }
 
 fn runc() -> Command {

@@ -19,7 +19,7 @@
 //!   its limit (a clean OOM exit) before the kernel would kill the shim.
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use wasmlet_runtime::{Capabilities, Entry, Limits, Preopen};
 
 /// Annotation that grants the guest network access.
@@ -38,8 +38,6 @@ pub const SHIM_MEMORY_RESERVE: u64 = 8 << 20;
 pub enum SpecError {
     #[error("the OCI spec has no process args: argv[0] must name the .wasm in the image")]
     NoArgs,
-    #[error("argv[0] `{0}` leaves the container's rootfs")]
-    Escapes(String),
     #[error("argv[0] `{0}`: no such file in the container's rootfs")]
     NotFound(String),
     #[error("invalid environment entry `{0}`: expected NAME=VALUE")]
@@ -79,6 +77,24 @@ pub struct WasmTask {
     pub http: HttpSettings,
 }
 
+/// Whether the guest may open sockets: with the annotation, or for a
+/// host-network container (its spec names no network namespace).
+pub fn network_granted(spec: &Spec) -> bool {
+    let annotated = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(NETWORK_ANNOTATION))
+        .is_some_and(|v| v == "allow");
+    let host_network = spec.linux().as_ref().is_some_and(|linux| {
+        !linux
+            .namespaces()
+            .iter()
+            .flatten()
+            .any(|ns| ns.typ() == LinuxNamespaceType::Network)
+    });
+    annotated || host_network
+}
+
 /// Translate `spec` for a bundle whose rootfs is mounted at `rootfs`.
 pub fn wasm_task(spec: &Spec, rootfs: &Path) -> Result<WasmTask, SpecError> {
     let process = spec.process().as_ref();
@@ -88,11 +104,10 @@ pub fn wasm_task(spec: &Spec, rootfs: &Path) -> Result<WasmTask, SpecError> {
         Some((path, export)) if !export.is_empty() => (path, Entry::Export(export.to_owned())),
         _ => (argv0.as_str(), Entry::Default),
     };
-    let wasm = match path_in_rootfs(rootfs, path) {
-        Ok(found) => Some(found),
-        Err(SpecError::NotFound(_)) => None,
-        Err(other) => return Err(other),
-    };
+    // As the container would see it: symlinks and `..` stay in the rootfs.
+    let wasm = super::rootfs::resolve(rootfs, &Path::new("/").join(path))
+        .ok()
+        .filter(|p| p.is_file());
     let wasm_name = path.to_owned();
 
     let mut env = Vec::new();
@@ -128,18 +143,6 @@ pub fn wasm_task(spec: &Spec, rootfs: &Path) -> Result<WasmTask, SpecError> {
         });
     }
 
-    let annotated = spec
-        .annotations()
-        .as_ref()
-        .and_then(|a| a.get(NETWORK_ANNOTATION))
-        .is_some_and(|v| v == "allow");
-    let host_network = spec.linux().as_ref().is_some_and(|linux| {
-        !linux
-            .namespaces()
-            .iter()
-            .flatten()
-            .any(|ns| ns.typ() == LinuxNamespaceType::Network)
-    });
 
     let memory = spec
         .linux()
@@ -162,7 +165,7 @@ pub fn wasm_task(spec: &Spec, rootfs: &Path) -> Result<WasmTask, SpecError> {
             env,
             cwd,
             preopens,
-            network: annotated || host_network,
+            network: network_granted(spec),
             ..Default::default()
         },
         limits: Limits {
@@ -231,20 +234,6 @@ pub fn guest_memory_limit(cgroup_limit: u64) -> u64 {
 
 /// Resolve a guest path inside `rootfs`, refusing anything that leaves it
 /// (`..`, or symlinks pointing out).
-fn path_in_rootfs(rootfs: &Path, guest: &str) -> Result<PathBuf, SpecError> {
-    let relative = Path::new(guest.trim_start_matches('/'));
-    if relative.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
-        return Err(SpecError::Escapes(guest.to_owned()));
-    }
-    let joined = rootfs.join(relative);
-    let resolved = joined.canonicalize().map_err(|_| SpecError::NotFound(guest.to_owned()))?;
-    let root = rootfs.canonicalize().map_err(|_| SpecError::NotFound(guest.to_owned()))?;
-    if !resolved.starts_with(&root) {
-        return Err(SpecError::Escapes(guest.to_owned()));
-    }
-    Ok(resolved)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,20 +331,23 @@ mod tests {
     }
 
     #[test]
-    fn refuses_paths_outside_the_rootfs() {
+    fn never_reaches_files_outside_the_rootfs() {
         let outer = tempfile::tempdir().unwrap();
         let rootfs = outer.path().join("rootfs");
-        std::fs::create_dir(&rootfs).unwrap();
+        std::fs::create_dir_all(rootfs.join("app")).unwrap();
         std::fs::write(outer.path().join("outside.wasm"), b"\0asm").unwrap();
+        std::fs::write(rootfs.join("app/inside.wasm"), b"\0asm").unwrap();
+        // An absolute symlink means the container's own path, not the host's.
         std::os::unix::fs::symlink(outer.path().join("outside.wasm"), rootfs.join("link.wasm")).unwrap();
-        for (argv0, want) in [
-            ("/../outside.wasm", SpecError::Escapes("/../outside.wasm".into())),
-            ("/link.wasm", SpecError::Escapes("/link.wasm".into())),
-        ] {
+        std::os::unix::fs::symlink("/app/inside.wasm", rootfs.join("inner.wasm")).unwrap();
+        for argv0 in ["/../outside.wasm", "/link.wasm"] {
             let mut v = base(serde_json::json!({}));
             v["process"]["args"] = serde_json::json!([argv0]);
-            assert_eq!(wasm_task(&spec(v), &rootfs).unwrap_err(), want);
+            assert_eq!(wasm_task(&spec(v), &rootfs).unwrap().wasm, None, "{argv0} reached the host");
         }
+        let mut v = base(serde_json::json!({}));
+        v["process"]["args"] = serde_json::json!(["/inner.wasm"]);
+        assert_eq!(wasm_task(&spec(v), &rootfs).unwrap().wasm, Some(rootfs.join("app/inside.wasm")));
         let mut v = base(serde_json::json!({}));
         v["process"]["args"] = serde_json::json!(["/missing.wasm"]);
         let task = wasm_task(&spec(v), &rootfs).unwrap();

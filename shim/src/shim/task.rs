@@ -70,12 +70,17 @@ struct Exit {
 
 struct Container {
     id: String,
+    /// The task's pid as containerd sees it: the namespace holder's for a
+    /// pod sandbox, the shim's own otherwise.
+    pid: u32,
     bundle: PathBuf,
     rootfs_mounted: bool,
     stdio_paths: (String, String, String),
     phase: Phase,
-    /// `None` for a pod sandbox: it runs nothing (see [`is_pod_sandbox`]).
+    /// `None` for a pod sandbox: it runs no Wasm (see [`is_pod_sandbox`]).
     program: Option<Program>,
+    /// A pod sandbox's namespace holder.
+    holder: Option<Arc<super::sandbox::PodNamespaces>>,
     /// Taken by Start.
     prepared: Option<(WasmTask, stdio::Stdio)>,
     kill: KillSwitch,
@@ -84,6 +89,10 @@ struct Container {
     memory_cap: Option<wasmlet_runtime::MemoryCap>,
     /// A Linux (non-Wasm) container run by runc.
     native: Option<Arc<super::runc::RuncContainer>>,
+    /// The guest's output relays, closed when the task stops.
+    relay: Option<stdio::Relay>,
+    /// Set by the first [`Shared::finish`]; the phase follows once stdio is closed.
+    exit_claimed: bool,
 }
 
 pub struct WasmletTask {
@@ -139,16 +148,23 @@ impl Shared {
 
     /// Record the created container and tell containerd (TaskCreate).
     async fn register(&self, req: &api::CreateTaskRequest, rootfs_mounted: bool, workload: Workload) -> api::CreateTaskResponse {
-        let (program, prepared, memory_cap, native) = match workload {
-            Workload::Sandbox => (None, None, None, None),
-            Workload::Native(native) => (None, None, None, Some(native)),
-            Workload::Wasm { program, task, stdio } => {
+        let mut holder = None;
+        let (program, prepared, memory_cap, native, relay) = match workload {
+            Workload::Sandbox(pod) => {
+                holder = Some(pod);
+                (None, None, None, None, None)
+            }
+            Workload::Native(native) => (None, None, None, Some(native), None),
+            Workload::Wasm { program, task, stdio, relay } => {
                 let memory_cap = task.limits.memory_cap.clone();
-                (Some(program), Some((*task, stdio)), memory_cap, None)
+                (Some(program), Some((*task, stdio)), memory_cap, None, Some(relay))
             }
         };
+        let pid = holder.as_ref().map_or(self.pid, |h| h.pid());
         *self.container() = Some(Container {
             id: req.id.clone(),
+            pid,
+            holder,
             bundle: PathBuf::from(&req.bundle),
             rootfs_mounted,
             stdio_paths: (req.stdin.clone(), req.stdout.clone(), req.stderr.clone()),
@@ -159,12 +175,14 @@ impl Shared {
             exit_tx: watch::channel(None).0,
             memory_cap,
             native,
+            relay,
+            exit_claimed: false,
         });
         self.events
-            .created(&req.id, &req.bundle, (&req.stdin, &req.stdout, &req.stderr), self.pid)
+            .created(&req.id, &req.bundle, (&req.stdin, &req.stdout, &req.stderr), pid)
             .await;
         api::CreateTaskResponse {
-            pid: self.pid,
+            pid,
             ..Default::default()
         }
     }
@@ -184,8 +202,24 @@ impl Shared {
         }
     }
 
-    /// Record the exit (first one wins) and tell containerd.
+    /// Record the exit (first one wins) and tell containerd. The guest's
+    /// output is passed on and its destinations closed first: containerd
+    /// (>= 1.6.22 / 1.7.3) waits for end-of-file on them once it sees the exit.
     async fn finish(&self, id: &str, status: u32, oom: bool) {
+        let claimed = {
+            let mut guard = self.container();
+            match guard.as_mut() {
+                Some(c) if c.id == id && c.phase != Phase::Stopped && !c.exit_claimed => {
+                    c.exit_claimed = true;
+                    Some((c.relay.take(), c.pid))
+                }
+                _ => None,
+            }
+        };
+        let Some((relay, pid)) = claimed else { return };
+        if let Some(relay) = relay {
+            relay.close().await;
+        }
         let exit = Exit {
             status,
             at: containerd_shim::util::timestamp().unwrap_or_default(),
@@ -193,7 +227,7 @@ impl Shared {
         let recorded = {
             let mut guard = self.container();
             match guard.as_mut() {
-                Some(c) if c.id == id && c.phase != Phase::Stopped => {
+                Some(c) if c.id == id => {
                     c.phase = Phase::Stopped;
                     c.exit_tx.send_replace(Some(exit.clone()));
                     true
@@ -205,7 +239,7 @@ impl Shared {
             if oom {
                 self.events.oom(id).await;
             }
-            self.events.exited(id, self.pid, exit.status, &exit.at).await;
+            self.events.exited(id, pid, exit.status, &exit.at).await;
         }
     }
 }
@@ -243,8 +277,8 @@ fn serve_http(
 
 /// What a created container runs.
 enum Workload {
-    /// A CRI pod sandbox: nothing.
-    Sandbox,
+    /// A CRI pod sandbox: a process holding the pod's namespaces.
+    Sandbox(Arc<super::sandbox::PodNamespaces>),
     /// A Linux container, handed to runc.
     Native(Arc<super::runc::RuncContainer>),
     /// Wasm, prepared to start.
@@ -252,6 +286,7 @@ enum Workload {
         program: Program,
         task: Box<WasmTask>,
         stdio: stdio::Stdio,
+        relay: stdio::Relay,
     },
 }
 
@@ -308,8 +343,22 @@ impl Task for WasmletTask {
             }
         };
         if is_pod_sandbox(&spec) {
-            tracing::info!(id = %req.id, "created pod sandbox (no process: the shim holds the pod's cgroup)");
-            return Ok(s.register(&req, mounted, Workload::Sandbox).await);
+            let holder = match tokio::task::spawn_blocking(move || super::sandbox::PodNamespaces::create(&spec)).await {
+                Ok(Ok(holder)) => Arc::new(holder),
+                failed => {
+                    if mounted {
+                        unmount_rootfs(&rootfs);
+                    }
+                    let why = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        Err(e) => e.to_string(),
+                        Ok(Ok(_)) => unreachable!(),
+                    };
+                    return Err(rpc_error(ttrpc::Code::INTERNAL, format!("pod sandbox: {why}")));
+                }
+            };
+            tracing::info!(id = %req.id, holder = holder.pid(), "created pod sandbox (a holder process owns the pod's namespaces)");
+            return Ok(s.register(&req, mounted, Workload::Sandbox(holder)).await);
         }
         if super::runc::is_native(&spec, &rootfs) {
             // runc owns this cgroup (and freezes it to kill): step out of it.
@@ -355,14 +404,20 @@ impl Task for WasmletTask {
                 .link(&program)
                 .map_err(|e| rpc_error(ttrpc::Code::INVALID_ARGUMENT, e.to_string()))?;
             let (stdin, stdout, stderr) = (req.stdin.clone(), req.stdout.clone(), req.stderr.clone());
-            let stdio = tokio::task::spawn_blocking(move || stdio::open(&stdin, &stdout, &stderr))
-                .await
-                .map_err(|e| rpc_error(ttrpc::Code::INTERNAL, e.to_string()))?
-                .map_err(|e| rpc_error(ttrpc::Code::INTERNAL, format!("opening stdio: {e}")))?;
-            Ok::<_, ttrpc::Error>((task, program, stdio))
+            let (id, namespace) = (req.id.clone(), s.containerd.1.clone());
+            let (stdio, mut relay) = tokio::task::spawn_blocking(move || {
+                stdio::open(&stdin, &stdout, &stderr, &stdio::Owner { id: &id, namespace: &namespace })
+            })
+            .await
+            .map_err(|e| rpc_error(ttrpc::Code::INTERNAL, e.to_string()))?
+            .map_err(|e| rpc_error(ttrpc::Code::INTERNAL, format!("opening stdio: {e}")))?;
+            relay
+                .start()
+                .map_err(|e| rpc_error(ttrpc::Code::INTERNAL, format!("relaying stdio: {e}")))?;
+            Ok::<_, ttrpc::Error>((task, program, stdio, relay))
         }
         .await;
-        let (task, program, stdio) = match prepared {
+        let (task, program, stdio, relay) = match prepared {
             Ok(prepared) => prepared,
             Err(err) => {
                 if mounted {
@@ -381,6 +436,7 @@ impl Task for WasmletTask {
                     program,
                     task: Box::new(task),
                     stdio,
+                    relay,
                 },
             )
             .await)
@@ -421,24 +477,34 @@ impl Task for WasmletTask {
             if c.phase != Phase::Created {
                 return Err(rpc_error(ttrpc::Code::FAILED_PRECONDITION, format!("container {} was already started", c.id)));
             }
-            if c.program.is_some() {
+            let Some(holder) = c.holder.clone() else {
                 return Ok(None);
-            }
+            };
             c.phase = Phase::Running;
-            Ok(Some(c.kill.clone()))
+            Ok(Some((c.kill.clone(), holder)))
         })?;
-        if let Some(kill) = sandbox {
-            // Like pause: alive until signalled; SIGTERM/SIGINT are a clean exit.
+        if let Some((kill, holder)) = sandbox {
+            // Like pause: alive until signalled (SIGTERM/SIGINT are a clean
+            // exit) or until the holder dies.
             let waiter = s.clone();
             let id = req.id.clone();
+            let pid = holder.pid();
             tokio::spawn(async move {
-                let signal = kill.signaled().await;
-                let status = if matches!(signal, libc::SIGTERM | libc::SIGINT) { 0 } else { 128 + signal as u32 };
+                let reaper = holder.clone();
+                let mut exited = tokio::task::spawn_blocking(move || reaper.wait());
+                let status = tokio::select! {
+                    signal = kill.signaled() => {
+                        holder.kill();
+                        let _ = (&mut exited).await;
+                        if matches!(signal, libc::SIGTERM | libc::SIGINT) { 0 } else { 128 + signal as u32 }
+                    }
+                    status = &mut exited => status.map_or(255, |s| s as u32),
+                };
                 waiter.finish(&id, status, false).await;
             });
-            s.events.started(&req.id, s.pid).await;
+            s.events.started(&req.id, pid).await;
             return Ok(api::StartResponse {
-                pid: s.pid,
+                pid,
                 ..Default::default()
             });
         }
@@ -532,8 +598,8 @@ impl Task for WasmletTask {
     #[tracing::instrument(level = "debug", name = "state", skip_all)]
     async fn state(&self, _ctx: &TtrpcContext, req: api::StateRequest) -> RpcResult<api::StateResponse> {
         no_exec(&req.exec_id)?;
-        let pid = self.shared.pid;
         self.shared.with(&req.id, |c| {
+            let pid = c.pid;
             let exit = c.exit_tx.borrow().clone();
             Ok(api::StateResponse {
                 id: c.id.clone(),
@@ -638,10 +704,16 @@ impl Task for WasmletTask {
             status: 0,
             at: containerd_shim::util::timestamp().unwrap_or_default(),
         });
-        s.events.deleted(&req.id, s.pid, exit.status, &exit.at).await;
+        if let Some(holder) = container.holder.clone().filter(|h| !h.reaped()) {
+            // Deleted without running (a killed or never-started sandbox):
+            // no holder outlives its task.
+            holder.kill();
+            let _ = tokio::task::spawn_blocking(move || holder.wait()).await;
+        }
+        s.events.deleted(&req.id, container.pid, exit.status, &exit.at).await;
         tracing::info!(id = %req.id, status = exit.status, "deleted");
         Ok(api::DeleteResponse {
-            pid: s.pid,
+            pid: container.pid,
             exit_status: exit.status,
             exited_at: Some(exit.at).into(),
             ..Default::default()
@@ -649,11 +721,10 @@ impl Task for WasmletTask {
     }
 
     async fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> RpcResult<api::PidsResponse> {
-        let pid = self.shared.pid;
-        self.shared.with(&req.id, |_| {
+        self.shared.with(&req.id, |c| {
             Ok(api::PidsResponse {
                 processes: vec![api::ProcessInfo {
-                    pid,
+                    pid: c.pid,
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -699,11 +770,11 @@ impl Task for WasmletTask {
 
     #[tracing::instrument(level = "debug", name = "connect", skip_all)]
     async fn connect(&self, _ctx: &TtrpcContext, req: api::ConnectRequest) -> RpcResult<api::ConnectResponse> {
-        let pid = self.shared.pid;
-        let _ = req;
+        let shim_pid = self.shared.pid;
+        let task_pid = self.shared.with(&req.id, |c| Ok(c.pid)).unwrap_or(shim_pid);
         Ok(api::ConnectResponse {
-            shim_pid: pid,
-            task_pid: pid,
+            shim_pid,
+            task_pid,
             ..Default::default()
         })
     }
