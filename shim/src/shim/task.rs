@@ -360,7 +360,14 @@ impl Task for WasmletTask {
             tracing::info!(id = %req.id, holder = holder.pid(), "created pod sandbox (a holder process owns the pod's namespaces)");
             return Ok(s.register(&req, mounted, Workload::Sandbox(holder)).await);
         }
-        if super::runc::is_native(&spec, &rootfs) {
+        // The container's root as the spec names it (`root.path`, absolute
+        // or relative to the bundle), as runc reads it.
+        let root = spec
+            .root()
+            .as_ref()
+            .map(|r| bundle.join(r.path()))
+            .unwrap_or_else(|| rootfs.clone());
+        if super::runc::is_native(&spec, &root) {
             // runc owns this cgroup (and freezes it to kill): step out of it.
             if let Some(cgroup) = s.cgroup.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
                 cgroup.leave();
@@ -378,7 +385,7 @@ impl Task for WasmletTask {
             return Ok(s.register(&req, mounted, Workload::Native(native)).await);
         }
         let prepared = async {
-            let task = wasm_task(&spec, &rootfs).map_err(|e| rpc_error(ttrpc::Code::INVALID_ARGUMENT, e.to_string()))?;
+            let task = wasm_task(&spec, &root).map_err(|e| rpc_error(ttrpc::Code::INVALID_ARGUMENT, e.to_string()))?;
             let runtime = s.runtime.wait().await?;
             let runtime_for_link = runtime.clone();
             let program = match task.wasm.clone() {
