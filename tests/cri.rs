@@ -356,3 +356,43 @@ async fn a_pod_network_pod_owns_its_namespaces_and_its_sidecar_reaches_the_funct
         .unwrap();
     assert!(!std::path::Path::new(&format!("/proc/{holder}")).exists() || std::fs::read_to_string(format!("/proc/{holder}/stat")).is_ok_and(|s| s.contains(") Z")), "the holder outlived its pod");
 }
+
+/// Linux sidecars as critest drives them: stopped right after Start (runc
+/// must already know the container), and an OOM kill reported as
+/// `OOMKilled` (TaskOOM from the container's cgroup), with nothing leaked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linux_sidecars_stop_right_after_start_and_report_oom_kills() {
+    let (c, work) = setup();
+    import_k8s(&c, &oci::busybox_archive(work.path(), "docker.io/wasmlet/busybox-links:latest"));
+    let mut cri = Cri::connect(&c).await;
+    let logs = work.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let pod_config = Cri::pod_network_config("sidecar-pod", "sidecar-pod", &logs);
+    let pod = cri.run_pod(&pod_config, "wasmlet").await;
+    let image = "docker.io/wasmlet/busybox-links:latest";
+
+    let quick = cri.create_container(&pod, &pod_config, Cri::container_config("quick", 0, image, &["sleep", "3600"], &[], 0)).await;
+    cri.start_container(&quick).await;
+    let stopped = tokio::time::timeout(
+        Duration::from_secs(15),
+        cri.runtime.stop_container(StopContainerRequest { container_id: quick.clone(), timeout: 2 }),
+    )
+    .await;
+    assert!(matches!(stopped, Ok(Ok(_))), "StopContainer right after Start: {stopped:?}\n{}", c.log());
+    let status = cri.status(&quick).await;
+    assert_eq!(status.state, ContainerState::ContainerExited as i32, "{status:?}");
+
+    // The shell doubles a string until the cgroup's 32 MiB limit kills it.
+    let hog = cri
+        .create_container(&pod, &pod_config, Cri::container_config("hog", 0, image, &["sh", "-c", "x=a; while true; do x=$x$x; done"], &[], 32 << 20))
+        .await;
+    cri.start_container(&hog).await;
+    let status = cri.wait_state(&hog, ContainerState::ContainerExited, Duration::from_secs(60)).await;
+    assert_eq!((status.exit_code, status.reason.as_str()), (137, "OOMKilled"), "{status:?}");
+
+    cri.remove_pod(&pod).await;
+    let tasks = String::from_utf8_lossy(&c.ctr_in("k8s.io").args(["tasks", "ls"]).output().unwrap().stdout).into_owned();
+    assert!(!tasks.contains(&quick) && !tasks.contains(&hog) && !tasks.contains(&pod), "tasks leaked: {tasks}");
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(!mounts.contains(&quick) && !mounts.contains(&hog), "rootfs left mounted");
+}

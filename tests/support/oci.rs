@@ -31,7 +31,7 @@ pub fn image_archive(out: &Path, name: &str, files: &[(&str, &[u8], u32)], entry
 /// no entrypoint. Linux containers run it through runc.
 pub fn busybox_archive(out: &Path, name: &str) -> PathBuf {
     let busybox = std::fs::read("/bin/busybox").expect("busybox-static (scripts/install-deps)");
-    let names: Vec<String> = ["sh", "sleep", "wget", "cat", "echo", "readlink", "hostname", "ip", "ipcs", "top", "ps"]
+    let names: Vec<String> = ["sh", "sleep", "wget", "cat", "echo", "readlink", "hostname", "ip", "ipcs", "top", "ps", "head", "tr"]
         .iter()
         .map(|tool| format!("/bin/{tool}"))
         .collect();

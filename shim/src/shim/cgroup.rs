@@ -179,6 +179,31 @@ impl ContainerCgroup {
     }
 }
 
+/// How many processes the OOM killer killed in the cgroup a spec's
+/// `cgroupsPath` names (cgroupfs or systemd form): `oom_kill` in v2's
+/// `memory.events`, v1's `memory.oom_control`. 0 when unknown.
+pub fn oom_kills(cgroups_path: &str) -> u64 {
+    let path = cgroups_path.trim_start_matches('/');
+    let relative = if cgroups_rs::manager::is_systemd_cgroup(path) {
+        match systemd_unit_path(path) {
+            Some(p) => p,
+            None => return 0,
+        }
+    } else {
+        path.to_owned()
+    };
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let file = if cgroups_rs::fs::hierarchies::is_cgroup2_unified_mode() {
+        root.join(&relative).join("memory.events")
+    } else {
+        root.join("memory").join(&relative).join("memory.oom_control")
+    };
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| text.lines().find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
 /// A cgroup v2 `*.pressure` file: `some avg10=0.00 avg60=0.00 avg300=0.00 total=0`
 /// and the same for `full`.
 fn parse_psi(text: &str) -> PSIStats {

@@ -1,7 +1,9 @@
 //! Linux containers in a wasmlet pod (sidecars such as Knative's queue-proxy)
-//! are handed to the node's `runc`: `runc run` in the foreground with
+//! are handed to the node's `runc`: `runc run --keep` in the foreground with
 //! containerd's stdio (runc reaps the container's processes and exits with
-//! its status), `runc kill` for signals, `runc delete` to clean up. The shim
+//! its status), `runc kill` for signals, `runc delete` to clean up. Start
+//! returns once `runc state` says the container runs; an exit with the
+//! cgroup's `oom_kill` count raised is reported as an OOM (TaskOOM). The shim
 //! leaves the container's cgroup first: runc owns it, and freezes it to kill.
 
 use std::os::fd::AsRawFd as _;
@@ -11,6 +13,8 @@ use std::process::{Command, Stdio};
 
 /// Where runc keeps its state for wasmlet's containers.
 const RUNC_ROOT: &str = "/run/wasmlet/runc";
+/// How long Start waits for runc to report the container running.
+const START_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// containerd sees the shim's pid for it: runc's init is not our child.
 #[derive(Debug)]
@@ -19,6 +23,8 @@ pub struct RuncContainer {
     bundle: PathBuf,
     stdio: (String, String, String),
     child: std::sync::Mutex<Option<std::process::Child>>,
+    /// The container's cgroup (the spec's `linux.cgroupsPath`), for OOM kills.
+    cgroups_path: Option<String>,
 }
 
 /// Whether this spec runs a native program, as runc would find it: argv\[0\]
@@ -78,21 +84,33 @@ fn fifo(path: &str, write: bool) -> Result<Stdio, String> {
 
 impl RuncContainer {
     /// Prepare the container; nothing runs until [`RuncContainer::start`].
-    pub fn create(id: &str, bundle: &Path, stdio: (&str, &str, &str)) -> Result<Self, String> {
+    pub fn create(id: &str, bundle: &Path, stdio: (&str, &str, &str), cgroups_path: Option<String>) -> Result<Self, String> {
         std::fs::create_dir_all(RUNC_ROOT).map_err(|e| format!("creating {RUNC_ROOT}: {e}"))?;
         Ok(Self {
             id: id.to_owned(),
             bundle: bundle.to_owned(),
             stdio: (stdio.0.to_owned(), stdio.1.to_owned(), stdio.2.to_owned()),
             child: std::sync::Mutex::new(None),
+            cgroups_path,
         })
     }
 
-    /// `runc run` in the background of this shim.
+    /// Whether the kernel's OOM killer killed a process of the container
+    /// (its cgroup's `oom_kill` count), as runc's shim reports TaskOOM.
+    pub fn oom_killed(&self) -> bool {
+        self.cgroups_path.as_deref().is_some_and(|p| super::cgroup::oom_kills(p) > 0)
+    }
+
+    /// `runc run` in the background of this shim; returns once runc reports
+    /// the container running (or already gone), so a kill right after Start
+    /// finds it, as with runc's own shim.
     pub fn start(&self) -> Result<(), String> {
         let mut command = runc();
         command
             .arg("run")
+            // Keep the container (and its cgroup) after it exits, until
+            // Delete: its OOM-kill count is read from that cgroup.
+            .arg("--keep")
             .arg("--bundle")
             .arg(&self.bundle)
             .arg(&self.id)
@@ -101,7 +119,36 @@ impl RuncContainer {
             .stderr(fifo(&self.stdio.2, true)?);
         let child = command.spawn().map_err(|e| format!("running runc run: {e} (is runc installed?)"))?;
         *self.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
-        Ok(())
+        let started = std::time::Instant::now();
+        loop {
+            match self.status().as_deref() {
+                Some("running" | "stopped" | "paused") => return Ok(()),
+                _ => {}
+            }
+            let exited = self
+                .child
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited {
+                // It ran and ended already (or failed to start: `wait` reports it).
+                return Ok(());
+            }
+            if started.elapsed() > START_LIMIT {
+                return Err(format!("runc did not start container {} within {START_LIMIT:?}", self.id));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
+    /// `runc state`'s status (`creating`, `created`, `running`, `stopped`).
+    fn status(&self) -> Option<String> {
+        let mut command = runc();
+        command.arg("state").arg(&self.id).stderr(Stdio::null());
+        let out = command.output().ok().filter(|o| o.status.success())?;
+        let state: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        state.get("status")?.as_str().map(str::to_owned)
     }
 
     pub fn kill(&self, signal: i32, all: bool) -> Result<(), String> {

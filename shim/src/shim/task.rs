@@ -372,7 +372,12 @@ impl Task for WasmletTask {
             if let Some(cgroup) = s.cgroup.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
                 cgroup.leave();
             }
-            let native = match super::runc::RuncContainer::create(&req.id, &bundle, (&req.stdin, &req.stdout, &req.stderr)) {
+            let cgroups_path = spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.cgroups_path().as_ref())
+                .map(|p| p.to_string_lossy().into_owned());
+            let native = match super::runc::RuncContainer::create(&req.id, &bundle, (&req.stdin, &req.stdout, &req.stderr), cgroups_path) {
                 Ok(native) => Arc::new(native),
                 Err(err) => {
                     if mounted {
@@ -471,8 +476,10 @@ impl Task for WasmletTask {
             let id = req.id.clone();
             tokio::spawn(async move {
                 let waited = native.clone();
-                let status = tokio::task::spawn_blocking(move || waited.wait()).await.unwrap_or(255);
-                waiter.finish(&id, status, false).await;
+                let (status, oom) = tokio::task::spawn_blocking(move || (waited.wait(), waited.oom_killed()))
+                    .await
+                    .unwrap_or((255, false));
+                waiter.finish(&id, status, oom).await;
             });
             s.events.started(&req.id, s.pid).await;
             return Ok(api::StartResponse {
