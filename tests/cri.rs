@@ -339,6 +339,41 @@ async fn a_pod_network_pod_owns_its_namespaces_and_its_sidecar_reaches_the_funct
         assert!(line.ends_with(&ns_of(&holder, kind)), "sidecar {kind} is not the pod's: {line} vs {}", ns_of(&holder, kind));
     }
     assert!(sidecar_log.iter().any(|l| l.ends_with(" host wasm-net-pod")), "{sidecar_log:?}");
+    // kubectl exec / exec probes: ExecSync in the sidecar, through the shim's exec.
+    let exec = cri
+        .runtime
+        .exec_sync(ExecSyncRequest {
+            container_id: sidecar.clone(),
+            cmd: ["wget", "-q", "-O", "-", &format!("http://127.0.0.1:{port}/via-exec")].map(String::from).to_vec(),
+            timeout: 20,
+        })
+        .await
+        .expect("ExecSync")
+        .into_inner();
+    assert_eq!(exec.exit_code, 0, "{exec:?}");
+    assert!(String::from_utf8_lossy(&exec.stdout).contains("GET /via-exec"), "{exec:?}");
+    let exec = cri
+        .runtime
+        .exec_sync(ExecSyncRequest {
+            container_id: sidecar.clone(),
+            cmd: ["sh", "-c", "echo out; echo err >&2; exit 3"].map(String::from).to_vec(),
+            timeout: 20,
+        })
+        .await
+        .expect("ExecSync")
+        .into_inner();
+    assert_eq!((exec.exit_code, exec.stdout.as_slice(), exec.stderr.as_slice()), (3, &b"out\n"[..], &b"err\n"[..]), "{exec:?}");
+    // A Wasm container has nothing to exec into: the error says so.
+    let refused = cri
+        .runtime
+        .exec_sync(ExecSyncRequest {
+            container_id: function.clone(),
+            cmd: vec!["sh".into()],
+            timeout: 5,
+        })
+        .await
+        .expect_err("exec into a Wasm container");
+    assert!(refused.message().contains("no other processes"), "{refused:?}");
     // The function's shim sockets live in the pod, not on the host.
     let fn_pid = task_pid(&c, &function).to_string();
     assert_eq!(ns_of(&fn_pid, "net"), ns_of(&holder, "net"));

@@ -6,7 +6,7 @@
 //! TaskExit still reaches containerd before TaskDelete. The daemon flushes
 //! the queue before it exits.
 
-use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskIO, TaskOOM, TaskStart};
+use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskStart};
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::protos::topics;
@@ -85,9 +85,33 @@ impl Events {
     }
 
     pub async fn exited(&self, id: &str, pid: u32, status: u32, at: &Timestamp) {
+        self.process_exited(id, id, pid, status, at).await;
+    }
+
+    pub async fn exec_added(&self, id: &str, exec_id: &str) {
+        let event = TaskExecAdded {
+            container_id: id.to_owned(),
+            exec_id: exec_id.to_owned(),
+            ..Default::default()
+        };
+        self.publish(topics::TASK_EXEC_ADDED_EVENT_TOPIC, Box::new(event)).await;
+    }
+
+    pub async fn exec_started(&self, id: &str, exec_id: &str, pid: u32) {
+        let event = TaskExecStarted {
+            container_id: id.to_owned(),
+            exec_id: exec_id.to_owned(),
+            pid,
+            ..Default::default()
+        };
+        self.publish(topics::TASK_EXEC_STARTED_EVENT_TOPIC, Box::new(event)).await;
+    }
+
+    /// TaskExit of the container's init (`process_id` = its id) or an exec.
+    pub async fn process_exited(&self, id: &str, process_id: &str, pid: u32, status: u32, at: &Timestamp) {
         let event = TaskExit {
             container_id: id.to_owned(),
-            id: id.to_owned(),
+            id: process_id.to_owned(),
             pid,
             exit_status: status,
             exited_at: Some(at.clone()).into(),

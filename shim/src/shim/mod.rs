@@ -47,6 +47,7 @@ mod bootstrap;
 mod cgroup;
 mod daemon;
 mod events;
+mod exec;
 mod handshake;
 mod netns;
 mod rootfs;

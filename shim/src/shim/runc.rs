@@ -44,6 +44,11 @@ pub fn is_native(spec: &oci_spec::runtime::Spec, rootfs: &Path) -> bool {
         .is_some_and(|program| super::rootfs::classify(&program) == super::rootfs::Executable::Native)
 }
 
+/// `runc` with wasmlet's state root.
+pub fn command() -> Command {
+    runc()
+}
+
 fn runc() -> Command {
     let mut command = Command::new("runc");
     command.arg("--root").arg(RUNC_ROOT);
@@ -60,7 +65,7 @@ fn run(mut command: Command, what: &str) -> Result<(), String> {
 }
 
 /// containerd's FIFO at `path` opened for the container, or /dev/null.
-fn fifo(path: &str, write: bool) -> Result<Stdio, String> {
+pub fn fifo(path: &str, write: bool) -> Result<Stdio, String> {
     if path.is_empty() {
         return Ok(Stdio::null());
     }
@@ -167,17 +172,7 @@ impl RuncContainer {
         let Some(mut child) = child else {
             return 255;
         };
-        match child.wait() {
-            Ok(status) => {
-                use std::os::unix::process::ExitStatusExt as _;
-                status
-                    .code()
-                    .map(|c| c as u32)
-                    .or_else(|| status.signal().map(|s| 128 + s as u32))
-                    .unwrap_or(255)
-            }
-            Err(_) => 255,
-        }
+        exit_status(child.wait())
     }
 
     pub fn delete(&self) {
@@ -186,5 +181,18 @@ impl RuncContainer {
         if let Err(err) = run(command, "delete") {
             tracing::debug!(id = %self.id, error = %err, "runc delete");
         }
+    }
+}
+
+/// A runc process's wait status as containerd reports it (128+signal when killed).
+pub fn exit_status(waited: std::io::Result<std::process::ExitStatus>) -> u32 {
+    use std::os::unix::process::ExitStatusExt as _;
+    match waited {
+        Ok(status) => status
+            .code()
+            .map(|c| c as u32)
+            .or_else(|| status.signal().map(|s| 128 + s as u32))
+            .unwrap_or(255),
+        Err(_) => 255,
     }
 }

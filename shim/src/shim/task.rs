@@ -7,6 +7,7 @@
 use super::cgroup::ContainerCgroup;
 use super::events::Events;
 use super::spec::{wasm_task, WasmTask};
+use super::exec::ExecProcess;
 use super::netns;
 use super::stdio;
 use async_trait::async_trait;
@@ -91,6 +92,8 @@ struct Container {
     native: Option<Arc<super::runc::RuncContainer>>,
     /// The guest's output relays, closed when the task stops.
     relay: Option<stdio::Relay>,
+    /// Processes exec'd into a Linux container, by exec id.
+    execs: std::collections::HashMap<String, Arc<ExecProcess>>,
     /// Set by the first [`Shared::finish`]; the phase follows once stdio is closed.
     exit_claimed: bool,
 }
@@ -176,6 +179,7 @@ impl Shared {
             memory_cap,
             native,
             relay,
+            execs: Default::default(),
             exit_claimed: false,
         });
         self.events
@@ -290,11 +294,108 @@ enum Workload {
     },
 }
 
-fn no_exec(exec_id: &str) -> RpcResult<()> {
-    if exec_id.is_empty() {
-        Ok(())
-    } else {
-        Err(rpc_error(ttrpc::Code::NOT_FOUND, format!("exec {exec_id} not found: wasmlet does not support exec")))
+/// The Task API verbs for exec'd processes (Linux containers only).
+impl WasmletTask {
+    fn exec_of(&self, id: &str, exec_id: &str) -> RpcResult<Arc<ExecProcess>> {
+        self.shared.with(id, |c| {
+            c.execs
+                .get(exec_id)
+                .cloned()
+                .ok_or_else(|| rpc_error(ttrpc::Code::NOT_FOUND, format!("exec {exec_id} not found in container {id}")))
+        })
+    }
+
+    async fn start_exec(&self, req: &api::StartRequest) -> RpcResult<api::StartResponse> {
+        let exec = self.exec_of(&req.id, &req.exec_id)?;
+        if exec.started() {
+            return Err(rpc_error(ttrpc::Code::FAILED_PRECONDITION, format!("exec {} was already started", req.exec_id)));
+        }
+        let (starter, id) = (exec.clone(), req.id.clone());
+        let pid = tokio::task::spawn_blocking(move || starter.start(&id))
+            .await
+            .map_err(|e| rpc_error(ttrpc::Code::INTERNAL, e.to_string()))?
+            .map_err(|e| rpc_error(ttrpc::Code::INTERNAL, e))?;
+        let s = self.shared.clone();
+        s.events.exec_started(&req.id, &req.exec_id, pid).await;
+        let id = req.id.clone();
+        tokio::spawn(async move {
+            let waited = exec.clone();
+            let status = tokio::task::spawn_blocking(move || waited.wait()).await.unwrap_or(255);
+            let at = containerd_shim::util::timestamp().unwrap_or_default();
+            exec.record_exit((status, at.clone()));
+            s.events.process_exited(&id, &exec.exec_id, pid, status, &at).await;
+        });
+        Ok(api::StartResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    fn exec_state(&self, req: &api::StateRequest) -> RpcResult<api::StateResponse> {
+        let exec = self.exec_of(&req.id, &req.exec_id)?;
+        let bundle = self.shared.with(&req.id, |c| Ok(c.bundle.to_string_lossy().into_owned()))?;
+        let exit = exec.exited();
+        Ok(api::StateResponse {
+            id: req.exec_id.clone(),
+            bundle,
+            pid: exec.pid(),
+            status: match (&exit, exec.started()) {
+                (Some(_), _) => api::Status::STOPPED,
+                (None, true) => api::Status::RUNNING,
+                (None, false) => api::Status::CREATED,
+            }
+            .into(),
+            stdin: exec.stdio.0.clone(),
+            stdout: exec.stdio.1.clone(),
+            stderr: exec.stdio.2.clone(),
+            exit_status: exit.as_ref().map_or(0, |e| e.0),
+            exited_at: exit.map(|e| e.1).into(),
+            ..Default::default()
+        })
+    }
+
+    async fn wait_exec(&self, req: &api::WaitRequest) -> RpcResult<api::WaitResponse> {
+        let mut rx = self.exec_of(&req.id, &req.exec_id)?.subscribe();
+        let exit = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| rpc_error(ttrpc::Code::NOT_FOUND, format!("exec {} was deleted", req.exec_id)))?
+            .clone()
+            .ok_or_else(|| rpc_error(ttrpc::Code::INTERNAL, "exit vanished"))?;
+        Ok(api::WaitResponse {
+            exit_status: exit.0,
+            exited_at: Some(exit.1).into(),
+            ..Default::default()
+        })
+    }
+
+    fn kill_exec(&self, req: &api::KillRequest) -> RpcResult<api::Empty> {
+        let exec = self.exec_of(&req.id, &req.exec_id)?;
+        if exec.exited().is_some() {
+            return Err(rpc_error(ttrpc::Code::NOT_FOUND, format!("exec {} already finished", req.exec_id)));
+        }
+        exec.signal(req.signal as i32).map_err(|e| rpc_error(ttrpc::Code::FAILED_PRECONDITION, e))?;
+        Ok(api::Empty::new())
+    }
+
+    fn delete_exec(&self, req: &api::DeleteRequest) -> RpcResult<api::DeleteResponse> {
+        let exec = self.shared.with(&req.id, |c| {
+            match c.execs.get(&req.exec_id) {
+                Some(e) if e.started() && e.exited().is_none() => {
+                    Err(rpc_error(ttrpc::Code::FAILED_PRECONDITION, format!("exec {} is running", req.exec_id)))
+                }
+                Some(_) => Ok(c.execs.remove(&req.exec_id)),
+                None => Ok(None),
+            }
+        })?;
+        let exec = exec.ok_or_else(|| rpc_error(ttrpc::Code::NOT_FOUND, format!("exec {} not found", req.exec_id)))?;
+        let exit = exec.exited();
+        Ok(api::DeleteResponse {
+            pid: exec.pid(),
+            exit_status: exit.as_ref().map_or(0, |e| e.0),
+            exited_at: exit.map(|e| e.1).into(),
+            ..Default::default()
+        })
     }
 }
 
@@ -456,7 +557,9 @@ impl Task for WasmletTask {
 
     #[tracing::instrument(level = "debug", name = "start", skip_all)]
     async fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> RpcResult<api::StartResponse> {
-        no_exec(&req.exec_id)?;
+        if !req.exec_id.is_empty() {
+            return self.start_exec(&req).await;
+        }
         let s = self.shared.clone();
         let native = s.with(&req.id, |c| Ok(c.native.clone()))?;
         if let Some(native) = native {
@@ -611,7 +714,9 @@ impl Task for WasmletTask {
 
     #[tracing::instrument(level = "debug", name = "state", skip_all)]
     async fn state(&self, _ctx: &TtrpcContext, req: api::StateRequest) -> RpcResult<api::StateResponse> {
-        no_exec(&req.exec_id)?;
+        if !req.exec_id.is_empty() {
+            return self.exec_state(&req);
+        }
         self.shared.with(&req.id, |c| {
             let pid = c.pid;
             let exit = c.exit_tx.borrow().clone();
@@ -638,7 +743,9 @@ impl Task for WasmletTask {
 
     #[tracing::instrument(level = "debug", name = "wait", skip_all)]
     async fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> RpcResult<api::WaitResponse> {
-        no_exec(&req.exec_id)?;
+        if !req.exec_id.is_empty() {
+            return self.wait_exec(&req).await;
+        }
         let mut rx = self.shared.with(&req.id, |c| Ok(c.exit_tx.subscribe()))?;
         let exit = rx
             .wait_for(Option::is_some)
@@ -655,7 +762,9 @@ impl Task for WasmletTask {
 
     #[tracing::instrument(level = "debug", name = "kill", skip_all)]
     async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> RpcResult<api::Empty> {
-        no_exec(&req.exec_id)?;
+        if !req.exec_id.is_empty() {
+            return self.kill_exec(&req);
+        }
         let signal = req.signal as i32;
         let native = self.shared.with(&req.id, |c| match c.phase {
             Phase::Stopped => Err(rpc_error(ttrpc::Code::NOT_FOUND, "process already finished")),
@@ -691,7 +800,9 @@ impl Task for WasmletTask {
 
     #[tracing::instrument(level = "debug", name = "delete", skip_all)]
     async fn delete(&self, _ctx: &TtrpcContext, req: api::DeleteRequest) -> RpcResult<api::DeleteResponse> {
-        no_exec(&req.exec_id)?;
+        if !req.exec_id.is_empty() {
+            return self.delete_exec(&req);
+        }
         let s = &self.shared;
         let container = {
             let mut guard = s.container();
@@ -813,11 +924,36 @@ impl Task for WasmletTask {
         Ok(api::Empty::new())
     }
 
-    async fn exec(&self, _ctx: &TtrpcContext, _req: api::ExecProcessRequest) -> RpcResult<api::Empty> {
-        Err(rpc_error(
-            ttrpc::Code::UNIMPLEMENTED,
-            "exec is not supported by wasmlet: a Wasm container has no other processes or shell to exec into",
-        ))
+    #[tracing::instrument(level = "debug", name = "exec", skip_all)]
+    async fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> RpcResult<api::Empty> {
+        let exec = self.shared.with(&req.id, |c| {
+            if c.native.is_none() {
+                return Err(rpc_error(
+                    ttrpc::Code::UNIMPLEMENTED,
+                    "exec is not supported by wasmlet: a Wasm container has no other processes or shell to exec into",
+                ));
+            }
+            if c.phase != Phase::Running {
+                return Err(rpc_error(ttrpc::Code::FAILED_PRECONDITION, format!("container {} is not running", c.id)));
+            }
+            if req.terminal {
+                return Err(rpc_error(
+                    ttrpc::Code::UNIMPLEMENTED,
+                    "wasmlet does not yet give exec'd processes a terminal (tty); exec without -t",
+                ));
+            }
+            if c.execs.contains_key(&req.exec_id) {
+                return Err(rpc_error(ttrpc::Code::ALREADY_EXISTS, format!("exec {} already exists", req.exec_id)));
+            }
+            let exec = ExecProcess::new(&c.bundle, &req.exec_id, &req.spec.value, (&req.stdin, &req.stdout, &req.stderr))
+                .map_err(|e| rpc_error(ttrpc::Code::INVALID_ARGUMENT, e))?;
+            let exec = Arc::new(exec);
+            c.execs.insert(req.exec_id.clone(), exec.clone());
+            Ok(exec)
+        })?;
+        tracing::debug!(id = %req.id, exec_id = %exec.exec_id, "exec added");
+        self.shared.events.exec_added(&req.id, &req.exec_id).await;
+        Ok(api::Empty::new())
     }
 
     async fn checkpoint(&self, _ctx: &TtrpcContext, _req: api::CheckpointTaskRequest) -> RpcResult<api::Empty> {
