@@ -617,3 +617,38 @@ fn task_api_answers_as_v2_and_v3_on_the_same_connection() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/memory/wasmlet-test/{id}")).exists(), "cgroup left after delete");
 }
+
+/// A Linux container through wasmlet (as a sidecar runs): `ctr tasks exec`
+/// without and with a terminal (`-t`: runc sends the pty to the shim over
+/// a console socket), exit statuses passed through.
+#[test]
+fn exec_in_a_linux_container_with_and_without_a_terminal() {
+    let c = Containerd::start();
+    let work = tempfile::tempdir().unwrap();
+    c.import(&oci::busybox_archive(work.path(), "docker.io/wasmlet/busybox-links:latest"));
+    let id = unique_id("linux");
+    c.ctr_ok(&["run", "-d", "--runtime", RUNTIME, "docker.io/wasmlet/busybox-links:latest", &id, "sleep", "3600"]);
+    let out = c.ctr().args(["tasks", "exec", "--exec-id", "plain", &id, "sh", "-c", "echo from-exec; echo to-stderr >&2; exit 4"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from-exec\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("to-stderr"));
+    // ctr -t needs a terminal of its own: script(1) gives it one.
+    let ctr = format!(
+        "{} --address {} --namespace wasmlet-test tasks exec -t --exec-id tty {id} sh -c 'tty; stty size'",
+        c.bin.join("ctr").display(),
+        c.address
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &ctr, "/dev/null"])
+        .env("CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("/dev/pts/"), "the exec'd process has no terminal: {text:?}");
+    c.ctr_ok(&["tasks", "kill", "--signal", "SIGKILL", &id]);
+    wait_stopped(&c, &id);
+    c.ctr_ok(&["tasks", "delete", &id]);
+    c.ctr_ok(&["containers", "delete", &id]);
+}

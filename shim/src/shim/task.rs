@@ -920,6 +920,11 @@ impl Task for WasmletTask {
     }
 
     async fn resize_pty(&self, _ctx: &TtrpcContext, req: api::ResizePtyRequest) -> RpcResult<api::Empty> {
+        if !req.exec_id.is_empty() {
+            let exec = self.exec_of(&req.id, &req.exec_id)?;
+            exec.resize(req.width, req.height).map_err(|e| rpc_error(ttrpc::Code::FAILED_PRECONDITION, e))?;
+            return Ok(api::Empty::new());
+        }
         self.shared.with(&req.id, |_| Ok(()))?;
         Ok(api::Empty::new())
     }
@@ -936,16 +941,10 @@ impl Task for WasmletTask {
             if c.phase != Phase::Running {
                 return Err(rpc_error(ttrpc::Code::FAILED_PRECONDITION, format!("container {} is not running", c.id)));
             }
-            if req.terminal {
-                return Err(rpc_error(
-                    ttrpc::Code::UNIMPLEMENTED,
-                    "wasmlet does not yet give exec'd processes a terminal (tty); exec without -t",
-                ));
-            }
             if c.execs.contains_key(&req.exec_id) {
                 return Err(rpc_error(ttrpc::Code::ALREADY_EXISTS, format!("exec {} already exists", req.exec_id)));
             }
-            let exec = ExecProcess::new(&c.bundle, &req.exec_id, &req.spec.value, (&req.stdin, &req.stdout, &req.stderr))
+            let exec = ExecProcess::new(&c.bundle, &req.exec_id, &req.spec.value, (&req.stdin, &req.stdout, &req.stderr), req.terminal)
                 .map_err(|e| rpc_error(ttrpc::Code::INVALID_ARGUMENT, e))?;
             let exec = Arc::new(exec);
             c.execs.insert(req.exec_id.clone(), exec.clone());
