@@ -18,8 +18,7 @@ use std::process::{Child, Command};
 use std::sync::Mutex;
 use tokio::sync::watch;
 
-/// An exec'd process's exit: status and when.
-pub type ExecExit = (u32, containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp);
+use super::task::Exit;
 
 #[derive(Debug)]
 pub struct ExecProcess {
@@ -29,7 +28,7 @@ pub struct ExecProcess {
     process_file: PathBuf,
     child: Mutex<Option<Child>>,
     pid: std::sync::atomic::AtomicU32,
-    exit: watch::Sender<Option<ExecExit>>,
+    exit: watch::Sender<Option<Exit>>,
     terminal: bool,
     /// The master end of the pty runc takes for its host console.
     console: Mutex<Option<std::sync::Arc<std::fs::File>>>,
@@ -98,15 +97,15 @@ impl ExecProcess {
         status
     }
 
-    pub fn record_exit(&self, exit: ExecExit) {
+    pub fn record_exit(&self, exit: Exit) {
         self.exit.send_replace(Some(exit));
     }
 
-    pub fn exited(&self) -> Option<ExecExit> {
+    pub fn exited(&self) -> Option<Exit> {
         self.exit.borrow().clone()
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<Option<ExecExit>> {
+    pub fn subscribe(&self) -> watch::Receiver<Option<Exit>> {
         self.exit.subscribe()
     }
 

@@ -32,12 +32,7 @@ pub enum BindError {
 /// Enter the network namespace `spec` gives a guest (see the module docs).
 /// A pod sandbox's shim enters none: its holder process does.
 pub fn join_for_guest(spec: &oci_spec::runtime::Spec) -> Result<(), BindError> {
-    let sandbox = spec
-        .annotations()
-        .as_ref()
-        .and_then(|a| a.get("io.kubernetes.cri.container-type"))
-        .is_some_and(|t| t == "sandbox");
-    if sandbox {
+    if super::spec::is_pod_sandbox(spec) {
         return Ok(());
     }
     let network = spec
@@ -49,30 +44,39 @@ pub fn join_for_guest(spec: &oci_spec::runtime::Spec) -> Result<(), BindError> {
         return Ok(()); // host network
     };
     match network.path() {
-        Some(path) => {
-            let file = std::fs::File::open(path).map_err(|source| BindError::OpenNamespace {
-                path: path.display().to_string(),
-                source,
-            })?;
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|source| BindError::Enter {
-                what: path.display().to_string(),
-                source,
-            })
-        }
+        Some(path) => enter(&open_namespace(path)?, &path.display().to_string()),
         // Sockets are refused without the grant, so a new namespace only
         // matters with it (an HTTP function's listener makes its own).
-        None if super::spec::network_granted(spec) => {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|source| BindError::Enter {
-                what: "(new)".into(),
-                source,
-            })?;
-            loopback_up().map_err(|source| BindError::Enter {
-                what: "(new): bringing up lo".into(),
-                source,
-            })
-        }
+        None if super::spec::network_granted(spec) => enter_new(),
         None => Ok(()),
     }
+}
+
+fn open_namespace(path: &Path) -> Result<std::fs::File, BindError> {
+    std::fs::File::open(path).map_err(|source| BindError::OpenNamespace {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Move the calling thread into the network namespace `file` refers to.
+fn enter(file: &std::fs::File, what: &str) -> Result<(), BindError> {
+    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|source| BindError::Enter {
+        what: what.to_owned(),
+        source,
+    })
+}
+
+/// Move the calling thread into a new network namespace, loopback up.
+fn enter_new() -> Result<(), BindError> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|source| BindError::Enter {
+        what: "(new)".into(),
+        source,
+    })?;
+    loopback_up().map_err(|source| BindError::Enter {
+        what: "(new): bringing up lo".into(),
+        source,
+    })
 }
 
 /// Where to bind.
@@ -90,26 +94,15 @@ pub fn bind(ns: Namespace<'_>, addr: SocketAddr) -> Result<TcpListener, BindErro
     let listener = match ns {
         Namespace::Current => listen(addr)?,
         Namespace::Path(path) => {
-            let file = std::fs::File::open(path).map_err(|source| BindError::OpenNamespace {
-                path: path.display().to_string(),
-                source,
-            })?;
+            let file = open_namespace(path)?;
             let what = path.display().to_string();
             in_thread(move || {
-                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(|source| BindError::Enter { what, source })?;
+                enter(&file, &what)?;
                 listen(addr)
             })?
         }
         Namespace::New => in_thread(move || {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|source| BindError::Enter {
-                what: "(new)".into(),
-                source,
-            })?;
-            loopback_up().map_err(|source| BindError::Enter {
-                what: "(new): bringing up lo".into(),
-                source,
-            })?;
+            enter_new()?;
             listen(addr)
         })?,
     };

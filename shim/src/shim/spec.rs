@@ -77,6 +77,15 @@ pub struct WasmTask {
     pub http: HttpSettings,
 }
 
+/// A CRI pod sandbox container (`io.kubernetes.cri.container-type: sandbox`):
+/// it runs no Wasm; a holder process owns the pod's namespaces (`sandbox`).
+pub fn is_pod_sandbox(spec: &Spec) -> bool {
+    spec.annotations()
+        .as_ref()
+        .and_then(|a| a.get("io.kubernetes.cri.container-type"))
+        .is_some_and(|t| t == "sandbox")
+}
+
 /// Whether the guest may open sockets: with the annotation, or for a
 /// host-network container (its spec names no network namespace).
 pub fn network_granted(spec: &Spec) -> bool {

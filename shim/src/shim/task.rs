@@ -6,7 +6,7 @@
 
 use super::cgroup::ContainerCgroup;
 use super::events::Events;
-use super::spec::{wasm_task, WasmTask};
+use super::spec::{is_pod_sandbox, wasm_task, WasmTask};
 use super::exec::ExecProcess;
 use super::netns;
 use super::stdio;
@@ -63,10 +63,26 @@ enum Phase {
     Stopped,
 }
 
-#[derive(Clone)]
-struct Exit {
-    status: u32,
-    at: Timestamp,
+/// How a process ended: its status and when.
+#[derive(Clone, Debug)]
+pub struct Exit {
+    pub status: u32,
+    pub at: Timestamp,
+}
+
+/// Wait's answer, once `rx` carries an exit; NotFound if `what` goes first.
+async fn wait_for_exit(mut rx: watch::Receiver<Option<Exit>>, what: &str) -> RpcResult<api::WaitResponse> {
+    let exit = rx
+        .wait_for(Option::is_some)
+        .await
+        .map_err(|_| rpc_error(ttrpc::Code::NOT_FOUND, format!("{what} was deleted")))?
+        .clone()
+        .ok_or_else(|| rpc_error(ttrpc::Code::INTERNAL, "exit vanished"))?;
+    Ok(api::WaitResponse {
+        exit_status: exit.status,
+        exited_at: Some(exit.at).into(),
+        ..Default::default()
+    })
 }
 
 struct Container {
@@ -248,16 +264,6 @@ impl Shared {
     }
 }
 
-/// A CRI pod sandbox container (`io.kubernetes.cri.container-type: sandbox`):
-/// wasmlet runs no pause process for it. Its shim holds the pod's cgroup and
-/// reports the task running until it is killed, which costs one idle shim.
-fn is_pod_sandbox(spec: &oci_spec::runtime::Spec) -> bool {
-    spec.annotations()
-        .as_ref()
-        .and_then(|a| a.get("io.kubernetes.cri.container-type"))
-        .is_some_and(|t| t == "sandbox")
-}
-
 /// Serve an HTTP function until `kill` stops it (SIGTERM drains: status 0).
 fn serve_http(
     runtime: Arc<Runtime>,
@@ -322,7 +328,7 @@ impl WasmletTask {
             let waited = exec.clone();
             let status = tokio::task::spawn_blocking(move || waited.wait()).await.unwrap_or(255);
             let at = containerd_shim::util::timestamp().unwrap_or_default();
-            exec.record_exit((status, at.clone()));
+            exec.record_exit(Exit { status, at: at.clone() });
             s.events.process_exited(&id, &exec.exec_id, pid, status, &at).await;
         });
         Ok(api::StartResponse {
@@ -348,25 +354,15 @@ impl WasmletTask {
             stdin: exec.stdio.0.clone(),
             stdout: exec.stdio.1.clone(),
             stderr: exec.stdio.2.clone(),
-            exit_status: exit.as_ref().map_or(0, |e| e.0),
-            exited_at: exit.map(|e| e.1).into(),
+            exit_status: exit.as_ref().map_or(0, |e| e.status),
+            exited_at: exit.map(|e| e.at).into(),
             ..Default::default()
         })
     }
 
     async fn wait_exec(&self, req: &api::WaitRequest) -> RpcResult<api::WaitResponse> {
-        let mut rx = self.exec_of(&req.id, &req.exec_id)?.subscribe();
-        let exit = rx
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| rpc_error(ttrpc::Code::NOT_FOUND, format!("exec {} was deleted", req.exec_id)))?
-            .clone()
-            .ok_or_else(|| rpc_error(ttrpc::Code::INTERNAL, "exit vanished"))?;
-        Ok(api::WaitResponse {
-            exit_status: exit.0,
-            exited_at: Some(exit.1).into(),
-            ..Default::default()
-        })
+        let rx = self.exec_of(&req.id, &req.exec_id)?.subscribe();
+        wait_for_exit(rx, &format!("exec {}", req.exec_id)).await
     }
 
     fn kill_exec(&self, req: &api::KillRequest) -> RpcResult<api::Empty> {
@@ -392,8 +388,8 @@ impl WasmletTask {
         let exit = exec.exited();
         Ok(api::DeleteResponse {
             pid: exec.pid(),
-            exit_status: exit.as_ref().map_or(0, |e| e.0),
-            exited_at: exit.map(|e| e.1).into(),
+            exit_status: exit.as_ref().map_or(0, |e| e.status),
+            exited_at: exit.map(|e| e.at).into(),
             ..Default::default()
         })
     }
@@ -746,18 +742,8 @@ impl Task for WasmletTask {
         if !req.exec_id.is_empty() {
             return self.wait_exec(&req).await;
         }
-        let mut rx = self.shared.with(&req.id, |c| Ok(c.exit_tx.subscribe()))?;
-        let exit = rx
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| rpc_error(ttrpc::Code::NOT_FOUND, format!("container {} was deleted", req.id)))?
-            .clone()
-            .ok_or_else(|| rpc_error(ttrpc::Code::INTERNAL, "exit vanished"))?;
-        Ok(api::WaitResponse {
-            exit_status: exit.status,
-            exited_at: Some(exit.at).into(),
-            ..Default::default()
-        })
+        let rx = self.shared.with(&req.id, |c| Ok(c.exit_tx.subscribe()))?;
+        wait_for_exit(rx, &format!("container {}", req.id)).await
     }
 
     #[tracing::instrument(level = "debug", name = "kill", skip_all)]
