@@ -431,3 +431,54 @@ async fn linux_sidecars_stop_right_after_start_and_report_oom_kills() {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
     assert!(!mounts.contains(&quick) && !mounts.contains(&hog), "rootfs left mounted");
 }
+
+/// What `wasmlet push` writes runs through CRI (PullImage from a registry,
+/// as kubelet pulls) on the release under test: runwasi's packaging with an
+/// entrypoint everywhere (with `--legacy-unpack` on 1.6), and the CNCF
+/// artifact with a command on 1.7 and 2.x (1.6's CRI refuses its config).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_written_by_wasmlet_push_run_through_cri() {
+    let (c, work) = setup();
+    let registry = wasmlet_tests::registry::Registry::start();
+    let pusher = wasmlet_tests::Wasmlet::new();
+    let legacy = Containerd::series() == "1.6";
+    let hello = guest("hello", false);
+    let mut cases = vec![("runwasi", format!("{}/wasmlet/cri-runwasi:1", registry.addr))];
+    if !legacy {
+        cases.push(("cncf", format!("{}/wasmlet/cri-cncf:1", registry.addr)));
+    }
+    let mut cri = Cri::connect(&c).await;
+    let logs = work.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let pod_config = Cri::pod_config("pushed-pod", &logs);
+    let pod = cri.run_pod(&pod_config, "wasmlet").await;
+    for (i, (format, reference)) in cases.iter().enumerate() {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["push".as_ref(), "--format".as_ref(), format.as_ref()];
+        if legacy {
+            args.push("--legacy-unpack".as_ref());
+        }
+        args.extend([hello.as_os_str(), reference.as_ref()]);
+        let pushed = wasmlet_tests::seen(&pusher.run(args));
+        assert_eq!(pushed.code, Some(0), "{pushed:?}");
+        cri.images
+            .pull_image(PullImageRequest {
+                image: Some(ImageSpec {
+                    image: reference.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("PullImage {reference} ({format}): {e}\n{}", c.log()));
+        let name = format!("pushed-{i}");
+        // The CNCF artifact's config has no entrypoint: the pod names argv[0].
+        let command: &[&str] = if *format == "cncf" { &["/hello.wasm"] } else { &[] };
+        let id = cri.create_container(&pod, &pod_config, Cri::container_config(&name, 0, reference, command, &[], 0)).await;
+        cri.start_container(&id).await;
+        let status = cri.wait_state(&id, ContainerState::ContainerExited, Duration::from_secs(30)).await;
+        assert_eq!((status.exit_code, status.reason.as_str()), (0, "Completed"), "{format}: {status:?}");
+        let lines = log_lines(&logs.join(format!("{name}_0.log")));
+        assert!(lines.iter().any(|l| l.ends_with(" stdout F hello from wasmlet")), "{format}: {lines:?}");
+    }
+    cri.remove_pod(&pod).await;
+}
