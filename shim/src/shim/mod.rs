@@ -18,9 +18,8 @@
 //! a `cgroup.procs` write waits for an RCU grace period. The daemon now joins
 //! while single-threaded through v1's `tasks` file (no such wait), never
 //! leaves, and the `delete` action containerd runs after the daemon exits
-//! removes the cgroup (containerd 1.6 runs it after every task, clean exit
-//! or not; 1.7 and 2.x are expected to through the same dead-shim cleanup
-//! path, not tested here — without it an empty cgroup directory stays).
+//! removes the cgroup (containerd runs it after every task, clean exit or
+//! not: tested on 1.6.20, 1.7.24 and 2.1.9, and on cgroup v2 in the VM).
 //!
 //! The alternatives considered: a per-pod shim forking a zygote per
 //! container saves the exec (1.3 ms) but needs a fork-safe single-threaded
@@ -33,7 +32,9 @@
 //! cache detection, which traps to the hypervisor on these VMs.
 //!
 //! Pod sandboxes (CRI, `io.kubernetes.cri.container-type: sandbox`) run no
-//! process: the sandbox's shim only holds the pod's cgroup.
+//! Wasm: the sandbox's shim holds the pod's cgroup, and a holder process it
+//! clones holds the pod's namespaces (`sandbox`); container shims enter the
+//! pod's network namespace before they start any thread (`netns`).
 //!
 //! containerd versions: `start` prints a bare socket address, the only reply
 //! 1.6/1.7 understand and one 2.0–2.2 read as a task-API-v2 shim; to
