@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use wasmlet_tests::containerd::{Containerd, RUNTIME};
+use wasmlet_tests::procfs::total_pss_kib;
 use wasmlet_tests::{guest, oci, repo_root};
 
 fn cc_static(source: &str, out: &Path) -> Vec<u8> {
@@ -29,49 +30,6 @@ fn cc_static(source: &str, out: &Path) -> Vec<u8> {
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
-}
-
-fn pss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Pss:")?.trim().strip_suffix("kB")?.trim().parse().ok()))
-        .unwrap_or(0)
-}
-
-fn children(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
-        let path = task.path().join("children");
-        for c in std::fs::read_to_string(path).unwrap_or_default().split_whitespace() {
-            if let Ok(c) = c.parse::<u32>() {
-                out.push(c);
-                out.extend(children(c));
-            }
-        }
-    }
-    out
-}
-
-fn processes_named(needle: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).split('\0').next().is_some_and(|argv0| argv0.ends_with(needle)) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-/// PSS of every process `shim` names, plus their descendants.
-fn total_pss_kib(shim: &str) -> (u64, usize) {
-    let mut pids = processes_named(shim);
-    let descendants: Vec<u32> = pids.iter().flat_map(|p| children(*p)).collect();
-    pids.extend(descendants);
-    pids.sort();
-    pids.dedup();
-    (pids.iter().map(|p| pss_kib(*p)).sum(), pids.len())
 }
 
 struct Row {

@@ -175,6 +175,23 @@ async fn main() {
     }
     let first_rows: Vec<(&str, Duration)> = http_cases.iter().zip(firsts).map(|((name, ..), t)| (*name, median(t))).collect();
 
+    // Memory of a pod sandbox: the shim (and its holder) vs runc's shim and pause.
+    let idle: usize = std::env::var("IDLE").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let mut sandbox_memory = Vec::new();
+    for (label, handler, shim) in [("runc (shim + pause)", "runc", "containerd-shim-runc-v2"), ("wasmlet (shim + holder)", "wasmlet", "containerd-shim-wasmlet-v1")] {
+        let mut pods = Vec::new();
+        for i in 0..idle {
+            let config = Cri::pod_network_config(&format!("idle-{handler}-{i}"), "idle", &logs);
+            pods.push(cri.run_pod(&config, handler).await);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (pss, processes) = wasmlet_tests::procfs::total_pss_kib(shim);
+        sandbox_memory.push((label, pss as f64 / idle as f64 / 1024.0, processes));
+        for pod in pods {
+            cri.remove_pod(&pod).await;
+        }
+    }
+
     let mut md = format!(
         "## Pod start through CRI (RunPodSandbox → container RUNNING), {rounds} rounds interleaved, pod-network (CNI) pods, containerd {}\n\n| runtime handler | pod start, median | of which RunPodSandbox | / runc |\n|---|---|---|---|\n",
         Containerd::series()
@@ -189,6 +206,10 @@ async fn main() {
     let runc_first = first_rows[0].1.as_secs_f64();
     for (name, took) in &first_rows {
         md.push_str(&format!("| {name} | {:.1} ms | {:.2} |\n", ms(*took), took.as_secs_f64() / runc_first));
+    }
+    md.push_str(&format!("\n## Memory per pod sandbox ({idle} pods alive at once, total PSS / {idle})\n\n| sandbox | PSS per pod | processes counted |\n|---|---|---|\n"));
+    for (label, mib, processes) in &sandbox_memory {
+        md.push_str(&format!("| {label} | {mib:.2} MiB | {processes} |\n"));
     }
     println!("{md}");
     let out = repo_root().join("benches/results");

@@ -6,6 +6,7 @@ pub mod cri;
 pub mod faults;
 pub mod oci;
 pub mod pki;
+pub mod procfs;
 pub mod registry;
 pub mod token;
 
