@@ -56,7 +56,7 @@ pub struct Owner<'a> {
 /// Where one output stream goes.
 enum Destination {
     /// A FIFO (containerd's), with the read end the shim keeps.
-    Fifo { writer: File, _reader: File },
+    Fifo { writer: File, reader: File },
     /// A regular file, appended to.
     File(File),
     /// A pipe into a logging binary.
@@ -68,6 +68,8 @@ enum Destination {
 pub struct Relay {
     streams: Vec<(OwnedFd, Destination)>,
     tasks: Vec<(tokio::task::JoinHandle<()>, tokio::sync::oneshot::Sender<()>)>,
+    /// The shim's own read ends of the output FIFOs (see [`HeldFifos`]).
+    readers: Vec<File>,
     log_binary: Option<std::process::Child>,
 }
 
@@ -82,6 +84,7 @@ pub fn open(stdin: &str, stdout: &str, stderr: &str, owner: &Owner<'_>) -> std::
     let mut relay = Relay {
         streams: Vec::new(),
         tasks: Vec::new(),
+        readers: Vec::new(),
         log_binary: None,
     };
     let (stdout, stderr) = if stdout.starts_with("binary://") || stderr.starts_with("binary://") {
@@ -110,14 +113,11 @@ impl Relay {
         for (from, to) in self.streams.drain(..) {
             let from = pipe::Receiver::from_owned_fd(from)?;
             let to = match to {
-                Destination::Fifo { writer, _reader } => Writer::Pipe {
-                    sender: pipe::Sender::from_file(writer)?,
-                    _reader: Some(_reader),
-                },
-                Destination::Pipe(fd) => Writer::Pipe {
-                    sender: pipe::Sender::from_owned_fd(fd)?,
-                    _reader: None,
-                },
+                Destination::Fifo { writer, reader } => {
+                    self.readers.push(reader);
+                    Writer::Pipe(pipe::Sender::from_file(writer)?)
+                }
+                Destination::Pipe(fd) => Writer::Pipe(pipe::Sender::from_owned_fd(fd)?),
                 Destination::File(file) => Writer::File(file),
             };
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
@@ -128,7 +128,8 @@ impl Relay {
 
     /// The task stopped: pass on what the guest wrote, then close every
     /// destination, even if the guest's thread still holds its pipe ends.
-    pub async fn close(mut self) {
+    /// The FIFOs' read ends stay open in what it returns (see [`HeldFifos`]).
+    pub async fn close(mut self) -> HeldFifos {
         let mut handles = Vec::new();
         for (handle, stop) in self.tasks.drain(..) {
             let _ = stop.send(());
@@ -143,8 +144,17 @@ impl Relay {
         if let Some(child) = self.log_binary.take() {
             let _ = tokio::task::spawn_blocking(move || reap_log_binary(child)).await;
         }
+        HeldFifos(std::mem::take(&mut self.readers))
     }
 }
+
+/// The shim's read ends of a stopped task's output FIFOs, kept until the
+/// task is deleted. A FIFO's buffer lives only while some end is open: a
+/// client whose own open of the read end is still completing (it waits for
+/// a writer, and is woken when the shim's writer arrives) would otherwise
+/// find the FIFO empty when the shim's writer is already gone. Read ends
+/// do not delay the end-of-file containerd waits for.
+pub struct HeldFifos(#[allow(dead_code)] Vec<File>);
 
 impl Drop for Relay {
     fn drop(&mut self) {
@@ -159,8 +169,8 @@ impl Drop for Relay {
 }
 
 enum Writer {
-    /// A FIFO or pipe (with the FIFO read end kept open while copying).
-    Pipe { sender: pipe::Sender, _reader: Option<File> },
+    /// A FIFO or pipe.
+    Pipe(pipe::Sender),
     /// A regular file: writes do not wait for a reader.
     File(File),
 }
@@ -168,7 +178,7 @@ enum Writer {
 impl Writer {
     async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self {
-            Self::Pipe { sender, .. } => sender.write_all(bytes).await,
+            Self::Pipe(sender) => sender.write_all(bytes).await,
             Self::File(file) => std::io::Write::write_all(file, bytes),
         }
     }
@@ -236,7 +246,7 @@ fn destination(uri: &str) -> std::io::Result<Option<Destination>> {
             .write(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(uri)?;
-        return Ok(Some(Destination::Fifo { writer, _reader: reader }));
+        return Ok(Some(Destination::Fifo { writer, reader }));
     }
     Ok(Some(Destination::File(append(uri)?)))
 }
@@ -420,7 +430,8 @@ mod tests {
         // A new reader, then a stop while the guest still holds its end:
         // the reader gets what was written, then end-of-file.
         let mut reader = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo).unwrap();
-        relay.close().await;
+        // The shim's read end stays open after the stop; EOF still comes.
+        let _held = relay.close().await;
         let mut seen = Vec::new();
         let mut buf = [0u8; 256];
         loop {

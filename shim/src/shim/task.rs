@@ -108,6 +108,8 @@ struct Container {
     native: Option<Arc<super::runc::RuncContainer>>,
     /// The guest's output relays, closed when the task stops.
     relay: Option<stdio::Relay>,
+    /// The output FIFOs' read ends, held from the stop until Delete.
+    held_fifos: Option<stdio::HeldFifos>,
     /// Processes exec'd into a Linux container, by exec id.
     execs: std::collections::HashMap<String, Arc<ExecProcess>>,
     /// Set by the first [`Shared::finish`]; the phase follows once stdio is closed.
@@ -195,6 +197,7 @@ impl Shared {
             memory_cap,
             native,
             relay,
+            held_fifos: None,
             execs: Default::default(),
             exit_claimed: false,
         });
@@ -237,9 +240,10 @@ impl Shared {
             }
         };
         let Some((relay, pid)) = claimed else { return };
-        if let Some(relay) = relay {
-            relay.close().await;
-        }
+        let held = match relay {
+            Some(relay) => Some(relay.close().await),
+            None => None,
+        };
         let exit = Exit {
             status,
             at: containerd_shim::util::timestamp().unwrap_or_default(),
@@ -248,6 +252,7 @@ impl Shared {
             let mut guard = self.container();
             match guard.as_mut() {
                 Some(c) if c.id == id => {
+                    c.held_fifos = held;
                     c.phase = Phase::Stopped;
                     c.exit_tx.send_replace(Some(exit.clone()));
                     true
