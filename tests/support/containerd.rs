@@ -39,11 +39,6 @@ impl Containerd {
         std::env::var("WASMLET_CONTAINERD").unwrap_or_else(|_| "1.6".into())
     }
 
-    /// Whether the release under test is 2.x.
-    pub fn is_v2() -> bool {
-        Self::series().starts_with("2.")
-    }
-
     /// This release's `ctr` on this containerd, in namespace `namespace`.
     pub fn ctr_in(&self, namespace: &str) -> Command {
         let mut cmd = Command::new(self.bin.join("ctr"));
