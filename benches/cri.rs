@@ -22,14 +22,20 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
-async fn start_pod(cri: &mut Cri, name: &str, handler: &str, image: &str, command: &str, logs: &std::path::Path) -> (Duration, Duration, String) {
+async fn start_pod(
+    cri: &mut Cri,
+    name: &str,
+    handler: &str,
+    image: &str,
+    command: &str,
+    logs: &std::path::Path,
+) -> (Duration, Duration, String) {
     let config = Cri::pod_network_config(name, name, logs);
     let started = Instant::now();
     let pod = cri.run_pod(&config, handler).await;
     let sandbox_ready = started.elapsed();
-    let container = cri
-        .create_container(&pod, &config, Cri::container_config("main", 0, image, &[command], &[], 0))
-        .await;
+    let container =
+        cri.create_container(&pod, &config, Cri::container_config("main", 0, image, &[command], &[], 0)).await;
     cri.start_container(&container).await;
     cri.wait_state(&container, ContainerState::ContainerRunning, Duration::from_secs(30)).await;
     (started.elapsed(), sandbox_ready, pod)
@@ -39,14 +45,12 @@ async fn start_pod(cri: &mut Cri, name: &str, handler: &str, image: &str, comman
 async fn sandbox_pid(cri: &mut Cri, pod: &str) -> u32 {
     let status = cri
         .runtime
-        .pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: pod.to_owned(),
-            verbose: true,
-        })
+        .pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: pod.to_owned(), verbose: true })
         .await
         .expect("PodSandboxStatus")
         .into_inner();
-    let info: serde_json::Value = serde_json::from_str(status.info.get("info").expect("verbose info")).expect("info JSON");
+    let info: serde_json::Value =
+        serde_json::from_str(status.info.get("info").expect("verbose info")).expect("info JSON");
     info["pid"].as_u64().expect("sandbox pid") as u32
 }
 
@@ -79,13 +83,25 @@ fn get_200_in_netns(pid: u32, port: u16) -> bool {
 }
 
 /// RunPodSandbox → CreateContainer → StartContainer → first HTTP 200.
-async fn zero_to_first_response(cri: &mut Cri, name: &str, handler: &str, image: &str, command: &[&str], port: u16, logs: &std::path::Path) -> (Duration, String) {
+async fn zero_to_first_response(
+    cri: &mut Cri,
+    name: &str,
+    handler: &str,
+    image: &str,
+    command: &[&str],
+    port: u16,
+    logs: &std::path::Path,
+) -> (Duration, String) {
     let config = Cri::pod_network_config(name, name, logs);
     let started = Instant::now();
     let pod = cri.run_pod(&config, handler).await;
     let pid = sandbox_pid(cri, &pod).await;
     let container = cri
-        .create_container(&pod, &config, Cri::container_config("fn", 0, image, command, &[("PORT", &port.to_string())], 0))
+        .create_container(
+            &pod,
+            &config,
+            Cri::container_config("fn", 0, image, command, &[("PORT", &port.to_string())], 0),
+        )
         .await;
     cri.start_container(&container).await;
     while !get_200_in_netns(pid, port) {
@@ -114,8 +130,24 @@ async fn main() {
     assert!(status.success());
     let sleep_native = std::fs::read(&sleep_c).unwrap();
     let sleep_wasm = std::fs::read(guest("sleep", false)).unwrap();
-    import_k8s(&c, &oci::image_archive(work.path(), "docker.io/bench/cri-native:latest", &[("/sleep", &sleep_native, 0o755)], &["/sleep"]));
-    import_k8s(&c, &oci::image_archive(work.path(), "docker.io/bench/cri-wasm:latest", &[("/sleep.wasm", &sleep_wasm, 0o644)], &["/sleep.wasm"]));
+    import_k8s(
+        &c,
+        &oci::image_archive(
+            work.path(),
+            "docker.io/bench/cri-native:latest",
+            &[("/sleep", &sleep_native, 0o755)],
+            &["/sleep"],
+        ),
+    );
+    import_k8s(
+        &c,
+        &oci::image_archive(
+            work.path(),
+            "docker.io/bench/cri-wasm:latest",
+            &[("/sleep.wasm", &sleep_wasm, 0o644)],
+            &["/sleep.wasm"],
+        ),
+    );
     let logs = work.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     let mut cri = Cri::connect(&c).await;
@@ -132,7 +164,8 @@ async fn main() {
     let mut sandboxes = vec![Vec::new(); cases.len()];
     for round in 0..rounds {
         for (i, (_, handler, image, command)) in cases.iter().enumerate() {
-            let (total, sandbox, pod) = start_pod(&mut cri, &format!("bench-{round}-{i}"), handler, image, command, &logs).await;
+            let (total, sandbox, pod) =
+                start_pod(&mut cri, &format!("bench-{round}-{i}"), handler, image, command, &logs).await;
             totals[i].push(total);
             sandboxes[i].push(sandbox);
             cri.remove_pod(&pod).await;
@@ -156,29 +189,49 @@ async fn main() {
         ),
     );
     let hello_http = std::fs::read(wasmlet_tests::http_guest("hello")).unwrap();
-    import_k8s(&c, &oci::image_archive(work.path(), "docker.io/bench/cri-http-wasm:latest", &[("/hello.wasm", &hello_http, 0o644)], &["/hello.wasm"]));
+    import_k8s(
+        &c,
+        &oci::image_archive(
+            work.path(),
+            "docker.io/bench/cri-http-wasm:latest",
+            &[("/hello.wasm", &hello_http, 0o644)],
+            &["/hello.wasm"],
+        ),
+    );
     let http_cases: [(&str, &str, &str, &[&str]); 2] = [
-        ("runc + busybox httpd", "runc", "docker.io/bench/cri-httpd:latest", &["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]),
+        (
+            "runc + busybox httpd",
+            "runc",
+            "docker.io/bench/cri-httpd:latest",
+            &["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"],
+        ),
         ("wasmlet + wasi:http hello", "wasmlet", "docker.io/bench/cri-http-wasm:latest", &["/hello.wasm"]),
     ];
     for (i, (_, handler, image, command)) in http_cases.iter().enumerate() {
-        let (_, pod) = zero_to_first_response(&mut cri, &format!("http-warm-{i}"), handler, image, command, 8080, &logs).await;
+        let (_, pod) =
+            zero_to_first_response(&mut cri, &format!("http-warm-{i}"), handler, image, command, 8080, &logs).await;
         cri.remove_pod(&pod).await;
     }
     let mut firsts = vec![Vec::new(); http_cases.len()];
     for round in 0..rounds {
         for (i, (_, handler, image, command)) in http_cases.iter().enumerate() {
-            let (took, pod) = zero_to_first_response(&mut cri, &format!("http-{round}-{i}"), handler, image, command, 8080, &logs).await;
+            let (took, pod) =
+                zero_to_first_response(&mut cri, &format!("http-{round}-{i}"), handler, image, command, 8080, &logs)
+                    .await;
             firsts[i].push(took);
             cri.remove_pod(&pod).await;
         }
     }
-    let first_rows: Vec<(&str, Duration)> = http_cases.iter().zip(firsts).map(|((name, ..), t)| (*name, median(t))).collect();
+    let first_rows: Vec<(&str, Duration)> =
+        http_cases.iter().zip(firsts).map(|((name, ..), t)| (*name, median(t))).collect();
 
     // Memory of a pod sandbox: the shim (and its holder) vs runc's shim and pause.
     let idle: usize = std::env::var("IDLE").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let mut sandbox_memory = Vec::new();
-    for (label, handler, shim) in [("runc (shim + pause)", "runc", "containerd-shim-runc-v2"), ("wasmlet (shim + holder)", "wasmlet", "containerd-shim-wasmlet-v1")] {
+    for (label, handler, shim) in [
+        ("runc (shim + pause)", "runc", "containerd-shim-runc-v2"),
+        ("wasmlet (shim + holder)", "wasmlet", "containerd-shim-wasmlet-v1"),
+    ] {
         let mut pods = Vec::new();
         for i in 0..idle {
             let config = Cri::pod_network_config(&format!("idle-{handler}-{i}"), "idle", &logs);
@@ -198,7 +251,12 @@ async fn main() {
     );
     let runc = rows[0].1.as_secs_f64();
     for (name, total, sandbox) in &rows {
-        md.push_str(&format!("| {name} | {:.1} ms | {:.1} ms | {:.2} |\n", ms(*total), ms(*sandbox), total.as_secs_f64() / runc));
+        md.push_str(&format!(
+            "| {name} | {:.1} ms | {:.1} ms | {:.2} |\n",
+            ms(*total),
+            ms(*sandbox),
+            total.as_secs_f64() / runc
+        ));
     }
     md.push_str(&format!(
         "\n## Zero to first response (RunPodSandbox → first HTTP 200 on 127.0.0.1 in the pod), {rounds} rounds interleaved\n\n| case | median | / runc |\n|---|---|---|\n"

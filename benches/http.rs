@@ -90,7 +90,8 @@ fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
     // utime and stime are fields 14 and 15; after the ')' they are at 11 and 12.
-    fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0) + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+    fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
 }
 
 struct WrkResult {
@@ -138,7 +139,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn wasmtime_binary() -> PathBuf {
-    let path = std::env::var_os("WASMTIME").map(PathBuf::from).unwrap_or_else(|| "/var/cache/wasmlet/tools/bin/wasmtime".into());
+    let path = std::env::var_os("WASMTIME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/var/cache/wasmlet/tools/bin/wasmtime".into());
     assert!(path.exists(), "{} missing: run scripts/install-wasmtime-cli", path.display());
     path
 }
@@ -194,7 +197,12 @@ fn main() {
         "First request after {idle_ms} ms idle, fresh connection, {rounds} rounds interleaved:\n\n| server | p50 | p99 |\n|---|---|---|\n"
     ));
     for (server, samples) in servers.iter().zip(&first) {
-        md.push_str(&format!("| {} | {:.3} ms | {:.3} ms |\n", server.name, ms(percentile(samples, 0.5)), ms(percentile(samples, 0.99))));
+        md.push_str(&format!(
+            "| {} | {:.3} ms | {:.3} ms |\n",
+            server.name,
+            ms(percentile(samples, 0.5)),
+            ms(percentile(samples, 0.99))
+        ));
     }
     let p50 = |i: usize| ms(percentile(&first[i], 0.5));
     md.push_str(&format!("\nwasmlet / wasmtime, first-request p50: **{:.2}**\n\n", p50(0) / p50(1)));

@@ -21,24 +21,20 @@ struct NullTask {
     exit: Arc<ExitSignal>,
 }
 
-fn now() -> containerd_shim::protos::protobuf::MessageField<containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp> {
+fn now() -> containerd_shim::protos::protobuf::MessageField<
+    containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp,
+> {
     containerd_shim::util::timestamp().ok().into()
 }
 
 #[async_trait]
 impl Task for NullTask {
     async fn create(&self, _ctx: &TtrpcContext, _req: api::CreateTaskRequest) -> RpcResult<api::CreateTaskResponse> {
-        Ok(api::CreateTaskResponse {
-            pid: std::process::id(),
-            ..Default::default()
-        })
+        Ok(api::CreateTaskResponse { pid: std::process::id(), ..Default::default() })
     }
 
     async fn start(&self, _ctx: &TtrpcContext, _req: api::StartRequest) -> RpcResult<api::StartResponse> {
-        Ok(api::StartResponse {
-            pid: std::process::id(),
-            ..Default::default()
-        })
+        Ok(api::StartResponse { pid: std::process::id(), ..Default::default() })
     }
 
     async fn state(&self, _ctx: &TtrpcContext, req: api::StateRequest) -> RpcResult<api::StateResponse> {
@@ -52,11 +48,7 @@ impl Task for NullTask {
     }
 
     async fn wait(&self, _ctx: &TtrpcContext, _req: api::WaitRequest) -> RpcResult<api::WaitResponse> {
-        Ok(api::WaitResponse {
-            exit_status: 0,
-            exited_at: now(),
-            ..Default::default()
-        })
+        Ok(api::WaitResponse { exit_status: 0, exited_at: now(), ..Default::default() })
     }
 
     async fn kill(&self, _ctx: &TtrpcContext, _req: api::KillRequest) -> RpcResult<api::Empty> {
@@ -64,20 +56,11 @@ impl Task for NullTask {
     }
 
     async fn delete(&self, _ctx: &TtrpcContext, _req: api::DeleteRequest) -> RpcResult<api::DeleteResponse> {
-        Ok(api::DeleteResponse {
-            pid: std::process::id(),
-            exit_status: 0,
-            exited_at: now(),
-            ..Default::default()
-        })
+        Ok(api::DeleteResponse { pid: std::process::id(), exit_status: 0, exited_at: now(), ..Default::default() })
     }
 
     async fn connect(&self, _ctx: &TtrpcContext, _req: api::ConnectRequest) -> RpcResult<api::ConnectResponse> {
-        Ok(api::ConnectResponse {
-            shim_pid: std::process::id(),
-            task_pid: std::process::id(),
-            ..Default::default()
-        })
+        Ok(api::ConnectResponse { shim_pid: std::process::id(), task_pid: std::process::id(), ..Default::default() })
     }
 
     async fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> RpcResult<api::Empty> {
@@ -106,10 +89,7 @@ fn main() {
             print!("{address}");
         }
         "delete" => {
-            let response = api::DeleteResponse {
-                exited_at: now(),
-                ..Default::default()
-            };
+            let response = api::DeleteResponse { exited_at: now(), ..Default::default() };
             let _ = std::io::stdout().write_all(&response.write_to_bytes().unwrap_or_default());
         }
         _ => executor.block_on(serve(&flags.socket)),
@@ -127,9 +107,8 @@ async fn serve(socket: &str) {
     let _ = std::fs::remove_file(path);
     let listener = std::os::unix::net::UnixListener::bind(path).expect("bind");
     listener.set_nonblocking(true).expect("nonblocking");
-    let mut server = Server::new()
-        .add_listener(Listener::try_from(listener).expect("listener"))
-        .register_service(services);
+    let mut server =
+        Server::new().add_listener(Listener::try_from(listener).expect("listener")).register_service(services);
     server.start().await.expect("serve");
     // `start` reads our stdout until it closes.
     // SAFETY: dup2 on the process's own standard descriptors.

@@ -10,10 +10,13 @@
 
 use criterion::Criterion;
 use std::path::{Path, PathBuf};
-use wasmlet_runtime::{Capabilities, Entry, KillSwitch, Limits, PoolConfig, Runtime, RuntimeConfig};
+use wasmlet_runtime::{
+    Capabilities, Entry, KillSwitch, Limits, PoolConfig, Program, RunRequest, Runtime, RuntimeConfig,
+};
 
 fn repo() -> PathBuf {
-    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())).join("..")
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()))
+        .join("..")
 }
 
 fn guest(target: &str, name: &str) -> Vec<u8> {
@@ -22,12 +25,7 @@ fn guest(target: &str, name: &str) -> Vec<u8> {
 }
 
 fn runtime(cache: &Path, pool: Option<PoolConfig>) -> Runtime {
-    Runtime::new(RuntimeConfig {
-        cache_dir: cache.to_owned(),
-        pool,
-        ..RuntimeConfig::default()
-    })
-    .expect("runtime")
+    Runtime::new(RuntimeConfig { cache_dir: cache.to_owned(), pool, ..RuntimeConfig::default() }).expect("runtime")
 }
 
 fn bench_runs(c: &mut Criterion, cache: &Path) {
@@ -39,9 +37,14 @@ fn bench_runs(c: &mut Criterion, cache: &Path) {
         ("hello-rust-p2", guest("wasm32-wasip2", "hello")),
     ];
     let mut group = c.benchmark_group("run");
-    let caps = || Capabilities {
-        args: vec!["hello".into()],
-        ..Default::default()
+    let caps = || Capabilities { args: vec!["hello".into()], ..Default::default() };
+    // The same kill switch every iteration, as the runs before it took.
+    let request = |program: &Program, kill: &KillSwitch| RunRequest {
+        program: program.clone(),
+        entry: Entry::Default,
+        caps: caps(),
+        limits: Limits::default(),
+        kill: kill.clone(),
     };
     for (strategy, pool) in [("pooling", Some(PoolConfig::default())), ("on-demand", None)] {
         let rt = runtime(cache, pool);
@@ -51,16 +54,14 @@ fn bench_runs(c: &mut Criterion, cache: &Path) {
             // What the shim and `wasmlet run` do on their guest thread.
             group.bench_function(format!("{name}/{strategy}"), |b| {
                 b.iter(|| {
-                    let outcome = rt.run_blocking(&program, &Entry::Default, caps(), &Limits::default(), &kill).unwrap();
+                    let outcome = rt.run_blocking(request(&program, &kill)).unwrap();
                     assert_eq!(outcome.code(), 0);
                 })
             });
             // The async path (HTTP functions' per-request instances use it).
             group.bench_function(format!("{name}/{strategy}-async"), |b| {
                 b.iter(|| {
-                    let outcome = executor
-                        .block_on(rt.run(&program, &Entry::Default, caps(), &Limits::default(), &kill))
-                        .unwrap();
+                    let outcome = executor.block_on(rt.run(request(&program, &kill))).unwrap();
                     assert_eq!(outcome.code(), 0);
                 })
             });
@@ -99,10 +100,7 @@ fn bench_loads(c: &mut Criterion, cache: &Path) {
 
 fn status_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.trim().strip_suffix("kB")?.trim().parse().ok())
-        .unwrap_or(0)
+    status.lines().find_map(|l| l.strip_prefix(field)?.trim().strip_suffix("kB")?.trim().parse().ok()).unwrap_or(0)
 }
 
 /// Address space and resident memory of the pool, idle and with 1,000 live instances.
@@ -134,8 +132,19 @@ fn report_pool_footprint(cache: &Path) {
     println!("| state | address space (VmSize) | resident (VmRSS) |");
     println!("|---|---|---|");
     println!("| before the engine | {:.2} GiB | {:.1} MiB |", gib(vm0), mib(rss0));
-    println!("| pool reserved, idle | {:.2} TiB (+{:.2} TiB) | {:.1} MiB (+{:.1} MiB) |", gib(vm1) / 1024.0, gib(vm1 - vm0) / 1024.0, mib(rss1), mib(rss1.saturating_sub(rss0)));
-    println!("| 1,000 live instances (1 page touched each) | {:.2} TiB | {:.1} MiB (+{:.1} KiB per instance) |", gib(vm2) / 1024.0, mib(rss2), rss2.saturating_sub(rss1) as f64 / 1000.0);
+    println!(
+        "| pool reserved, idle | {:.2} TiB (+{:.2} TiB) | {:.1} MiB (+{:.1} MiB) |",
+        gib(vm1) / 1024.0,
+        gib(vm1 - vm0) / 1024.0,
+        mib(rss1),
+        mib(rss1.saturating_sub(rss0))
+    );
+    println!(
+        "| 1,000 live instances (1 page touched each) | {:.2} TiB | {:.1} MiB (+{:.1} KiB per instance) |",
+        gib(vm2) / 1024.0,
+        mib(rss2),
+        rss2.saturating_sub(rss1) as f64 / 1000.0
+    );
     println!("| after dropping them | | {:.1} MiB |\n", mib(rss3));
 }
 

@@ -65,7 +65,15 @@ fn guest_writes_and_reads_files_in_its_preopen() {
         std::fs::write(dir.path().join("input.txt"), "from the host").unwrap();
         let files = guest("files", p2);
         let mount = format!("{}::/data", dir.path().display());
-        let s = seen(&w.run(["run", "--dir", &mount, files.to_str().unwrap(), "write", "/data/out.txt", "written by the guest"]));
+        let s = seen(&w.run([
+            "run",
+            "--dir",
+            &mount,
+            files.to_str().unwrap(),
+            "write",
+            "/data/out.txt",
+            "written by the guest",
+        ]));
         assert_eq!(s.code, Some(0), "{s:?}");
         assert_eq!(std::fs::read_to_string(dir.path().join("out.txt")).unwrap(), "written by the guest");
         let s = seen(&w.run(["run", "--dir", &mount, files.to_str().unwrap(), "read", "/data/input.txt"]));
@@ -114,7 +122,8 @@ fn guest_cannot_escape_its_preopens() {
     let mount = format!("{}::/jail", jail.display());
     for p2 in [false, true] {
         let files = guest("files", p2);
-        for target in ["/jail/../secret.txt", "/etc/passwd", "/jail/link-out", "/jail/etc-link/passwd", "../secret.txt"] {
+        for target in ["/jail/../secret.txt", "/etc/passwd", "/jail/link-out", "/jail/etc-link/passwd", "../secret.txt"]
+        {
             let s = seen(&w.run(["run", "--dir", &mount, "--cwd", "/jail", files.to_str().unwrap(), "read", target]));
             assert_eq!(s.code, Some(failed(p2)), "p2={p2} {target} must be refused: {s:?}");
             assert!(s.stdout.starts_with("denied:"), "{s:?}");
@@ -385,7 +394,8 @@ fn falls_back_to_on_demand_when_the_pool_cannot_be_reserved() {
     let w = Wasmlet::new();
     let hello = guest("hello", false);
     // 16 GiB of address space: far less than the pool wants, enough for one on-demand instance.
-    let script = format!("ulimit -v 16777216 && exec {} run {}", wasmlet_tests::bin("wasmlet").display(), hello.display());
+    let script =
+        format!("ulimit -v 16777216 && exec {} run {}", wasmlet_tests::bin("wasmlet").display(), hello.display());
     let out = std::process::Command::new("bash")
         .args(["-c", &script])
         .env("WASMLET_CACHE_DIR", w.cache.path())

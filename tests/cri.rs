@@ -39,7 +39,9 @@ async fn wasm_pod_through_cri_logs_statuses_stats_probe_restart_and_cleanup() {
     let cgroup_parent = pod_config.linux.as_ref().unwrap().cgroup_parent.clone();
 
     // Completed, with the output in kubelet's log format.
-    let hello = cri.create_container(&pod, &pod_config, Cri::container_config("hello", 0, IMAGE, &["/hello.wasm"], &[], 0)).await;
+    let hello = cri
+        .create_container(&pod, &pod_config, Cri::container_config("hello", 0, IMAGE, &["/hello.wasm"], &[], 0))
+        .await;
     cri.start_container(&hello).await;
     let status = cri.wait_state(&hello, ContainerState::ContainerExited, Duration::from_secs(30)).await;
     assert_eq!((status.exit_code, status.reason.as_str()), (0, "Completed"), "{status:?}");
@@ -48,7 +50,11 @@ async fn wasm_pod_through_cri_logs_statuses_stats_probe_restart_and_cleanup() {
 
     // Command, args and env from the container config.
     let echo = cri
-        .create_container(&pod, &pod_config, Cri::container_config("echo", 0, IMAGE, &["/echo.wasm", "one", "two words"], &[("GREETING", "hi")], 0))
+        .create_container(
+            &pod,
+            &pod_config,
+            Cri::container_config("echo", 0, IMAGE, &["/echo.wasm", "one", "two words"], &[("GREETING", "hi")], 0),
+        )
         .await;
     cri.start_container(&echo).await;
     cri.wait_state(&echo, ContainerState::ContainerExited, Duration::from_secs(30)).await;
@@ -58,12 +64,18 @@ async fn wasm_pod_through_cri_logs_statuses_stats_probe_restart_and_cleanup() {
     }
 
     // Error and OOMKilled.
-    let failing = cri.create_container(&pod, &pod_config, Cri::container_config("exit", 0, IMAGE, &["/exit.wasm", "3"], &[], 0)).await;
+    let failing = cri
+        .create_container(&pod, &pod_config, Cri::container_config("exit", 0, IMAGE, &["/exit.wasm", "3"], &[], 0))
+        .await;
     cri.start_container(&failing).await;
     let status = cri.wait_state(&failing, ContainerState::ContainerExited, Duration::from_secs(30)).await;
     assert_eq!((status.exit_code, status.reason.as_str()), (3, "Error"), "{status:?}");
     let hog = cri
-        .create_container(&pod, &pod_config, Cri::container_config("hog", 0, IMAGE, &["/memhog.wasm", "200"], &[], 64 << 20))
+        .create_container(
+            &pod,
+            &pod_config,
+            Cri::container_config("hog", 0, IMAGE, &["/memhog.wasm", "200"], &[], 64 << 20),
+        )
         .await;
     cri.start_container(&hog).await;
     let status = cri.wait_state(&hog, ContainerState::ContainerExited, Duration::from_secs(30)).await;
@@ -75,8 +87,12 @@ async fn wasm_pod_through_cri_logs_statuses_stats_probe_restart_and_cleanup() {
         .await;
     cri.start_container(&sleeper).await;
     cri.wait_state(&sleeper, ContainerState::ContainerRunning, Duration::from_secs(10)).await;
-    let cgroup = std::path::Path::new("/sys/fs/cgroup/memory").join(cgroup_parent.trim_start_matches('/')).join(&sleeper);
-    assert_eq!(std::fs::read_to_string(cgroup.join("memory.limit_in_bytes")).unwrap().trim(), (128u64 << 20).to_string());
+    let cgroup =
+        std::path::Path::new("/sys/fs/cgroup/memory").join(cgroup_parent.trim_start_matches('/')).join(&sleeper);
+    assert_eq!(
+        std::fs::read_to_string(cgroup.join("memory.limit_in_bytes")).unwrap().trim(),
+        (128u64 << 20).to_string()
+    );
     let stats = cri
         .runtime
         .container_stats(ContainerStatsRequest { container_id: sleeper.clone() })
@@ -90,20 +106,18 @@ async fn wasm_pod_through_cri_logs_statuses_stats_probe_restart_and_cleanup() {
     assert!(stats.cpu.and_then(|c| c.usage_core_nano_seconds).is_some_and(|v| v.value > 0));
     let listed = cri.runtime.list_containers(ListContainersRequest::default()).await.unwrap().into_inner().containers;
     assert!(listed.iter().any(|c| c.id == sleeper && c.state == ContainerState::ContainerRunning as i32));
-    cri.runtime
-        .stop_container(StopContainerRequest { container_id: sleeper.clone(), timeout: 5 })
-        .await
-        .unwrap();
+    cri.runtime.stop_container(StopContainerRequest { container_id: sleeper.clone(), timeout: 5 }).await.unwrap();
     let status = cri.status(&sleeper).await;
     assert_eq!(status.state, ContainerState::ContainerExited as i32, "{status:?}");
-    cri.runtime
-        .remove_container(RemoveContainerRequest { container_id: sleeper.clone() })
-        .await
-        .unwrap();
+    cri.runtime.remove_container(RemoveContainerRequest { container_id: sleeper.clone() }).await.unwrap();
 
     // In-place resize: a lower memory limit reaches the running guest too.
     let grower = cri
-        .create_container(&pod, &pod_config, Cri::container_config("grow", 0, IMAGE, &["/memhog.wasm", "200", "40"], &[], 256 << 20))
+        .create_container(
+            &pod,
+            &pod_config,
+            Cri::container_config("grow", 0, IMAGE, &["/memhog.wasm", "200", "40"], &[], 256 << 20),
+        )
         .await;
     cri.start_container(&grower).await;
     cri.wait_state(&grower, ContainerState::ContainerRunning, Duration::from_secs(10)).await;
@@ -119,19 +133,30 @@ async fn wasm_pod_through_cri_logs_statuses_stats_probe_restart_and_cleanup() {
         })
         .await
         .unwrap();
-    let grow_cgroup = std::path::Path::new("/sys/fs/cgroup/memory").join(cgroup_parent.trim_start_matches('/')).join(&grower);
-    assert_eq!(std::fs::read_to_string(grow_cgroup.join("memory.limit_in_bytes")).unwrap().trim(), (64u64 << 20).to_string());
+    let grow_cgroup =
+        std::path::Path::new("/sys/fs/cgroup/memory").join(cgroup_parent.trim_start_matches('/')).join(&grower);
+    assert_eq!(
+        std::fs::read_to_string(grow_cgroup.join("memory.limit_in_bytes")).unwrap().trim(),
+        (64u64 << 20).to_string()
+    );
     let status = cri.wait_state(&grower, ContainerState::ContainerExited, Duration::from_secs(30)).await;
     assert_eq!((status.exit_code, status.reason.as_str()), (137, "OOMKilled"), "{status:?}");
     let lines = log_lines(&logs.join("grow_0.log"));
     assert!(lines.iter().any(|l| l.ends_with("allocated 48 MiB")), "{lines:?}");
-    assert!(!lines.iter().any(|l| l.contains("allocated 64 MiB") || l.contains("done")), "the old limit still applied: {lines:?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("allocated 64 MiB") || l.contains("done")),
+        "the old limit still applied: {lines:?}"
+    );
 
     // A TCP probe passes as soon as StartContainer returns.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let port_text = port.to_string();
     let web = cri
-        .create_container(&pod, &pod_config, Cri::container_config("web", 0, IMAGE, &["/http.wasm"], &[("PORT", &port_text)], 64 << 20))
+        .create_container(
+            &pod,
+            &pod_config,
+            Cri::container_config("web", 0, IMAGE, &["/http.wasm"], &[("PORT", &port_text)], 64 << 20),
+        )
         .await;
     cri.start_container(&web).await;
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(), "TCP probe failed right after StartContainer");
@@ -140,7 +165,9 @@ async fn wasm_pod_through_cri_logs_statuses_stats_probe_restart_and_cleanup() {
     assert!(response.text().starts_with("GET /probe\n"));
 
     // Restart: the same container created again after it exited.
-    let again = cri.create_container(&pod, &pod_config, Cri::container_config("hello", 1, IMAGE, &["/hello.wasm"], &[], 0)).await;
+    let again = cri
+        .create_container(&pod, &pod_config, Cri::container_config("hello", 1, IMAGE, &["/hello.wasm"], &[], 0))
+        .await;
     cri.start_container(&again).await;
     let status = cri.wait_state(&again, ContainerState::ContainerExited, Duration::from_secs(30)).await;
     assert_eq!(status.exit_code, 0);
@@ -164,7 +191,15 @@ async fn wasm_pod_through_cri_logs_statuses_stats_probe_restart_and_cleanup() {
 async fn a_linux_sidecar_in_a_wasm_pod_runs_through_runc() {
     let (c, work) = setup();
     let busybox = std::fs::read("/bin/busybox").expect("busybox-static (scripts/install-deps)");
-    import_k8s(&c, &oci::image_archive(work.path(), "docker.io/wasmlet/busybox:latest", &[("/bin/busybox", &busybox, 0o755)], &["/bin/busybox"]));
+    import_k8s(
+        &c,
+        &oci::image_archive(
+            work.path(),
+            "docker.io/wasmlet/busybox:latest",
+            &[("/bin/busybox", &busybox, 0o755)],
+            &["/bin/busybox"],
+        ),
+    );
     let mut cri = Cri::connect(&c).await;
     let logs = work.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
@@ -178,7 +213,14 @@ async fn a_linux_sidecar_in_a_wasm_pod_runs_through_runc() {
         .create_container(
             &pod,
             &pod_config,
-            Cri::container_config("sidecar", 0, "docker.io/wasmlet/busybox:latest", &["/bin/busybox", "sh", "-c", script], &[], 32 << 20),
+            Cri::container_config(
+                "sidecar",
+                0,
+                "docker.io/wasmlet/busybox:latest",
+                &["/bin/busybox", "sh", "-c", script],
+                &[],
+                32 << 20,
+            ),
         )
         .await;
     cri.start_container(&wasm).await;
@@ -193,14 +235,15 @@ async fn a_linux_sidecar_in_a_wasm_pod_runs_through_runc() {
     assert!(sidecar_log.iter().filter(|l| l.ends_with(" stdout F tick")).count() >= 2, "{sidecar_log:?}");
     // The sidecar is charged to its own cgroup, with its limit.
     let cgroup_parent = pod_config.linux.as_ref().unwrap().cgroup_parent.clone();
-    let cgroup = std::path::Path::new("/sys/fs/cgroup/memory").join(cgroup_parent.trim_start_matches('/')).join(&sidecar);
-    assert_eq!(std::fs::read_to_string(cgroup.join("memory.limit_in_bytes")).unwrap().trim(), (32u64 << 20).to_string());
+    let cgroup =
+        std::path::Path::new("/sys/fs/cgroup/memory").join(cgroup_parent.trim_start_matches('/')).join(&sidecar);
+    assert_eq!(
+        std::fs::read_to_string(cgroup.join("memory.limit_in_bytes")).unwrap().trim(),
+        (32u64 << 20).to_string()
+    );
     let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap();
     assert!(!procs.trim().is_empty(), "the sidecar runs in its cgroup: {procs}");
-    cri.runtime
-        .stop_container(StopContainerRequest { container_id: sidecar.clone(), timeout: 2 })
-        .await
-        .unwrap();
+    cri.runtime.stop_container(StopContainerRequest { container_id: sidecar.clone(), timeout: 2 }).await.unwrap();
     let status = cri.status(&sidecar).await;
     assert_eq!(status.state, ContainerState::ContainerExited as i32, "{status:?}");
     assert!(status.exit_code == 137 || status.exit_code == 143, "{status:?}");
@@ -225,7 +268,9 @@ async fn stopping_a_sleeping_guest_returns_within_the_grace_period() {
     let pod = cri.run_pod(&pod_config, "wasmlet").await;
     let mut sleepers = Vec::new();
     for name in ["sleeper-a", "sleeper-b"] {
-        let id = cri.create_container(&pod, &pod_config, Cri::container_config(name, 0, IMAGE, &["/sleep.wasm"], &[], 0)).await;
+        let id = cri
+            .create_container(&pod, &pod_config, Cri::container_config(name, 0, IMAGE, &["/sleep.wasm"], &[], 0))
+            .await;
         cri.start_container(&id).await;
         cri.wait_state(&id, ContainerState::ContainerRunning, Duration::from_secs(10)).await;
         sleepers.push(id);
@@ -254,10 +299,7 @@ async fn stopping_a_sleeping_guest_returns_within_the_grace_period() {
     assert!(started.elapsed() < Duration::from_secs(10), "StopPodSandbox took {:?}", started.elapsed());
     let status = cri.status(&sleepers[1]).await;
     assert_eq!(status.state, ContainerState::ContainerExited as i32, "{status:?}");
-    cri.runtime
-        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod })
-        .await
-        .unwrap();
+    cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
 }
 
 /// The task pid containerd holds for `id` in namespace k8s.io.
@@ -315,7 +357,18 @@ async fn a_pod_network_pod_owns_its_namespaces_and_its_sidecar_reaches_the_funct
          sleep 0.1; i=$((i+1)); done; exec sleep 3600"
     );
     let sidecar = cri
-        .create_container(&pod, &pod_config, Cri::container_config("sidecar", 0, "docker.io/wasmlet/busybox-links:latest", &["sh", "-c", &script], &[], 0))
+        .create_container(
+            &pod,
+            &pod_config,
+            Cri::container_config(
+                "sidecar",
+                0,
+                "docker.io/wasmlet/busybox-links:latest",
+                &["sh", "-c", &script],
+                &[],
+                0,
+            ),
+        )
         .await;
     cri.start_container(&sidecar).await;
 
@@ -333,10 +386,17 @@ async fn a_pod_network_pod_owns_its_namespaces_and_its_sidecar_reaches_the_funct
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(sidecar_log.iter().any(|l| l.contains("GET /from-sidecar")), "the sidecar did not reach the function: {sidecar_log:?}");
+    assert!(
+        sidecar_log.iter().any(|l| l.contains("GET /from-sidecar")),
+        "the sidecar did not reach the function: {sidecar_log:?}"
+    );
     for kind in ["net", "ipc", "uts"] {
         let line = sidecar_log.iter().find(|l| l.contains(&format!(" {kind} "))).cloned().unwrap_or_default();
-        assert!(line.ends_with(&ns_of(&holder, kind)), "sidecar {kind} is not the pod's: {line} vs {}", ns_of(&holder, kind));
+        assert!(
+            line.ends_with(&ns_of(&holder, kind)),
+            "sidecar {kind} is not the pod's: {line} vs {}",
+            ns_of(&holder, kind)
+        );
     }
     assert!(sidecar_log.iter().any(|l| l.ends_with(" host wasm-net-pod")), "{sidecar_log:?}");
     // kubectl exec / exec probes: ExecSync in the sidecar, through the shim's exec.
@@ -362,15 +422,15 @@ async fn a_pod_network_pod_owns_its_namespaces_and_its_sidecar_reaches_the_funct
         .await
         .expect("ExecSync")
         .into_inner();
-    assert_eq!((exec.exit_code, exec.stdout.as_slice(), exec.stderr.as_slice()), (3, &b"out\n"[..], &b"err\n"[..]), "{exec:?}");
+    assert_eq!(
+        (exec.exit_code, exec.stdout.as_slice(), exec.stderr.as_slice()),
+        (3, &b"out\n"[..], &b"err\n"[..]),
+        "{exec:?}"
+    );
     // A Wasm container has nothing to exec into: the error says so.
     let refused = cri
         .runtime
-        .exec_sync(ExecSyncRequest {
-            container_id: function.clone(),
-            cmd: vec!["sh".into()],
-            timeout: 5,
-        })
+        .exec_sync(ExecSyncRequest { container_id: function.clone(), cmd: vec!["sh".into()], timeout: 5 })
         .await
         .expect_err("exec into a Wasm container");
     assert!(refused.message().contains("no other processes"), "{refused:?}");
@@ -385,11 +445,12 @@ async fn a_pod_network_pod_owns_its_namespaces_and_its_sidecar_reaches_the_funct
     )
     .await;
     assert!(matches!(stopped, Ok(Ok(_))), "StopPodSandbox: {stopped:?}\n{}", c.log());
-    cri.runtime
-        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod })
-        .await
-        .unwrap();
-    assert!(!std::path::Path::new(&format!("/proc/{holder}")).exists() || std::fs::read_to_string(format!("/proc/{holder}/stat")).is_ok_and(|s| s.contains(") Z")), "the holder outlived its pod");
+    cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{holder}")).exists()
+            || std::fs::read_to_string(format!("/proc/{holder}/stat")).is_ok_and(|s| s.contains(") Z")),
+        "the holder outlived its pod"
+    );
 }
 
 /// Linux sidecars as critest drives them: stopped right after Start (runc
@@ -406,7 +467,9 @@ async fn linux_sidecars_stop_right_after_start_and_report_oom_kills() {
     let pod = cri.run_pod(&pod_config, "wasmlet").await;
     let image = "docker.io/wasmlet/busybox-links:latest";
 
-    let quick = cri.create_container(&pod, &pod_config, Cri::container_config("quick", 0, image, &["sleep", "3600"], &[], 0)).await;
+    let quick = cri
+        .create_container(&pod, &pod_config, Cri::container_config("quick", 0, image, &["sleep", "3600"], &[], 0))
+        .await;
     cri.start_container(&quick).await;
     let stopped = tokio::time::timeout(
         Duration::from_secs(15),
@@ -419,14 +482,19 @@ async fn linux_sidecars_stop_right_after_start_and_report_oom_kills() {
 
     // The shell doubles a string until the cgroup's 32 MiB limit kills it.
     let hog = cri
-        .create_container(&pod, &pod_config, Cri::container_config("hog", 0, image, &["sh", "-c", "x=a; while true; do x=$x$x; done"], &[], 32 << 20))
+        .create_container(
+            &pod,
+            &pod_config,
+            Cri::container_config("hog", 0, image, &["sh", "-c", "x=a; while true; do x=$x$x; done"], &[], 32 << 20),
+        )
         .await;
     cri.start_container(&hog).await;
     let status = cri.wait_state(&hog, ContainerState::ContainerExited, Duration::from_secs(60)).await;
     assert_eq!((status.exit_code, status.reason.as_str()), (137, "OOMKilled"), "{status:?}");
 
     cri.remove_pod(&pod).await;
-    let tasks = String::from_utf8_lossy(&c.ctr_in("k8s.io").args(["tasks", "ls"]).output().unwrap().stdout).into_owned();
+    let tasks =
+        String::from_utf8_lossy(&c.ctr_in("k8s.io").args(["tasks", "ls"]).output().unwrap().stdout).into_owned();
     assert!(!tasks.contains(&quick) && !tasks.contains(&hog) && !tasks.contains(&pod), "tasks leaked: {tasks}");
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
     assert!(!mounts.contains(&quick) && !mounts.contains(&hog), "rootfs left mounted");
@@ -462,10 +530,7 @@ async fn images_written_by_wasmlet_push_run_through_cri() {
         assert_eq!(pushed.code, Some(0), "{pushed:?}");
         cri.images
             .pull_image(PullImageRequest {
-                image: Some(ImageSpec {
-                    image: reference.clone(),
-                    ..Default::default()
-                }),
+                image: Some(ImageSpec { image: reference.clone(), ..Default::default() }),
                 ..Default::default()
             })
             .await
@@ -473,7 +538,8 @@ async fn images_written_by_wasmlet_push_run_through_cri() {
         let name = format!("pushed-{i}");
         // The CNCF artifact's config has no entrypoint: the pod names argv[0].
         let command: &[&str] = if *format == "cncf" { &["/hello.wasm"] } else { &[] };
-        let id = cri.create_container(&pod, &pod_config, Cri::container_config(&name, 0, reference, command, &[], 0)).await;
+        let id =
+            cri.create_container(&pod, &pod_config, Cri::container_config(&name, 0, reference, command, &[], 0)).await;
         cri.start_container(&id).await;
         let status = cri.wait_state(&id, ContainerState::ContainerExited, Duration::from_secs(30)).await;
         assert_eq!((status.exit_code, status.reason.as_str()), (0, "Completed"), "{format}: {status:?}");

@@ -43,12 +43,7 @@ impl Server {
                 let _ = tx.send(line);
             }
         });
-        Server {
-            child,
-            addr,
-            stderr_tail: rx,
-            _wasmlet: wasmlet,
-        }
+        Server { child, addr, stderr_tail: rx, _wasmlet: wasmlet }
     }
 
     fn get(&self, path: &str) -> wasmlet_tests::HttpResponse {
@@ -92,10 +87,7 @@ impl Drop for Server {
 
 fn rss_kib(pid: i32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
-        .unwrap_or(0)
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok()).unwrap_or(0)
 }
 
 #[test]
@@ -232,10 +224,7 @@ fn sigterm_drains_in_flight_requests_then_exits_zero() {
     std::thread::sleep(Duration::from_millis(500));
     server.signal(libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        std::net::TcpStream::connect(&server.addr).is_err(),
-        "the listener is still open after SIGTERM"
-    );
+    assert!(std::net::TcpStream::connect(&server.addr).is_err(), "the listener is still open after SIGTERM");
     let response = in_flight.join().unwrap();
     assert_eq!(response.status, 200, "{}", response.text());
     assert!(response.text().starts_with("GET /sleep/1500\n"));
@@ -282,7 +271,8 @@ fn idle_server_returns_burst_memory() {
 #[test]
 fn serving_something_that_is_not_an_http_function_fails_clearly() {
     let w = Wasmlet::new();
-    let s = seen(&w.run(["serve".as_ref(), "--addr".as_ref(), "127.0.0.1:0".as_ref(), guest("hello", true).as_os_str()]));
+    let s =
+        seen(&w.run(["serve".as_ref(), "--addr".as_ref(), "127.0.0.1:0".as_ref(), guest("hello", true).as_os_str()]));
     assert_eq!(s.code, Some(1), "{s:?}");
     assert!(s.stderr.contains("is not an HTTP function"), "{s:?}");
     assert!(s.stderr.contains("command component"), "{s:?}");

@@ -33,7 +33,11 @@ state = "{d}/state"
         d = d.display()
     );
     // NRI's socket is one per machine: other tests' containerds run beside this one.
-    let nri = if series.starts_with("2.") { "[plugins.'io.containerd.nri.v1.nri']\n  disable = true\n" } else { "[plugins.\"io.containerd.nri.v1.nri\"]\n  disable = true\n" };
+    let nri = if series.starts_with("2.") {
+        "[plugins.'io.containerd.nri.v1.nri']\n  disable = true\n"
+    } else {
+        "[plugins.\"io.containerd.nri.v1.nri\"]\n  disable = true\n"
+    };
     let head = format!("{head}{nri}");
     let (config, cri_runtimes) = if series.starts_with("2.") {
         let body = format!(
@@ -83,11 +87,17 @@ state = "{d}/state"
     let args = ["--containerd-config", config_path.to_str().unwrap(), "--bin-dir", bin_dir.to_str().unwrap()];
     let first = node_install(&args);
     assert_eq!(first.code, Some(0), "{first:?}");
-    assert!(first.stdout.contains("registered runtime `wasmlet`") && first.stdout.contains("restart containerd"), "{first:?}");
+    assert!(
+        first.stdout.contains("registered runtime `wasmlet`") && first.stdout.contains("restart containerd"),
+        "{first:?}"
+    );
     let second = node_install(&args);
     assert_eq!(second.code, Some(0), "{second:?}");
     assert!(second.stdout.contains("nothing changed"), "{second:?}");
-    assert_eq!(std::fs::read(bin_dir.join("containerd-shim-wasmlet-v1")).unwrap(), std::fs::read(bin("containerd-shim-wasmlet-v1")).unwrap());
+    assert_eq!(
+        std::fs::read(bin_dir.join("containerd-shim-wasmlet-v1")).unwrap(),
+        std::fs::read(bin("containerd-shim-wasmlet-v1")).unwrap()
+    );
     assert_eq!(std::fs::read_to_string(d.join("config.toml.wasmlet-backup")).unwrap(), config);
 
     let installed = std::fs::read_to_string(&config_path).unwrap();
@@ -113,7 +123,16 @@ state = "{d}/state"
         .spawn()
         .unwrap();
     let address = d.join("containerd.sock");
-    let ctr = |args: &[&str]| Command::new(containerd_bin.join("ctr")).env("CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS", "1").arg("--address").arg(&address).args(["--namespace", "install-test"]).args(args).output().unwrap();
+    let ctr = |args: &[&str]| {
+        Command::new(containerd_bin.join("ctr"))
+            .env("CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS", "1")
+            .arg("--address")
+            .arg(&address)
+            .args(["--namespace", "install-test"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
     let mut up = false;
     for _ in 0..200 {
         if ctr(&["version"]).status.success() {
@@ -141,16 +160,31 @@ state = "{d}/state"
         .replace("runtimeType:", "Type:");
     let work = tempfile::tempdir().unwrap();
     let hello = std::fs::read(guest("hello", false)).unwrap();
-    let archive = oci::image_archive(work.path(), "docker.io/wasmlet/install-hello:latest", &[("/hello.wasm", &hello, 0o644)], &["/hello.wasm"]);
+    let archive = oci::image_archive(
+        work.path(),
+        "docker.io/wasmlet/install-hello:latest",
+        &[("/hello.wasm", &hello, 0o644)],
+        &["/hello.wasm"],
+    );
     let imported = ctr(&["images", "import", "--all-platforms", archive.to_str().unwrap()]);
     let id = format!("installed-{}", std::process::id());
-    let run = ctr(&["run", "--rm", "--runtime", "io.containerd.wasmlet.v1", "docker.io/wasmlet/install-hello:latest", &id]);
+    let run =
+        ctr(&["run", "--rm", "--runtime", "io.containerd.wasmlet.v1", "docker.io/wasmlet/install-hello:latest", &id]);
     stop(containerd);
     let _ = Command::new("umount").arg("-R").arg(d.join("root")).stderr(Stdio::null()).status();
     assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
     assert!(cri_line.contains("wasmlet:{Type:io.containerd.wasmlet.v1"), "CRI config lacks the runtime: {cri_line}");
-    assert!(cri_line.contains("runc:{Type:io.containerd.runc.v2") && cri_line.contains("other:{Type:io.containerd.other.v1"), "{cri_line}");
-    assert_eq!(String::from_utf8_lossy(&run.stdout), "hello from wasmlet\n", "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        cri_line.contains("runc:{Type:io.containerd.runc.v2")
+            && cri_line.contains("other:{Type:io.containerd.other.v1"),
+        "{cri_line}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        "hello from wasmlet\n",
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
 }
 
 #[test]
@@ -169,7 +203,8 @@ fn shipped_manifests_parse_as_kubernetes_objects() {
             }
             let text = std::fs::read_to_string(&path).unwrap();
             for document in serde_yaml::Deserializer::from_str(&text) {
-                let value = serde_yaml::Value::deserialize(document).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let value =
+                    serde_yaml::Value::deserialize(document).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 let kind = value["kind"].as_str().unwrap_or_default().to_owned();
                 let what = format!("{} ({kind})", path.display());
                 let pod_runtime_class = match kind.as_str() {
@@ -335,12 +370,18 @@ oom_score = 0
     let args = ["--host-root", host.path().to_str().unwrap()];
     assert_eq!(node_install(&args).code, Some(0));
     let edited = std::fs::read_to_string(&template_path).unwrap();
-    assert!(edited.starts_with(&microk8s[..microk8s.find("  [plugins.\"io.containerd.grpc.v1.cri\".cni]").unwrap()]), "{edited}");
+    assert!(
+        edited.starts_with(&microk8s[..microk8s.find("  [plugins.\"io.containerd.grpc.v1.cri\".cni]").unwrap()]),
+        "{edited}"
+    );
     assert!(edited.contains("${SNAP_DATA}/opt/cni/bin") && edited.contains("runtime_type = \"${RUNTIME_TYPE}\""));
     let doc: toml::Table = toml::from_str(&edited).unwrap();
     let runtimes = &doc["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"];
     assert_eq!(runtimes["wasmlet"]["runtime_type"].as_str(), Some("io.containerd.wasmlet.v1"));
     assert_eq!(runtimes["wasmlet"]["runtime_path"].as_str(), Some("/usr/local/bin/containerd-shim-wasmlet-v1"));
-    assert_eq!(runtimes["nvidia-container-runtime"]["options"]["BinaryName"].as_str(), Some("nvidia-container-runtime"));
+    assert_eq!(
+        runtimes["nvidia-container-runtime"]["options"]["BinaryName"].as_str(),
+        Some("nvidia-container-runtime")
+    );
     assert!(node_install(&args).stdout.contains("nothing changed"));
 }

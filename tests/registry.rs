@@ -20,11 +20,7 @@ fn store_files(w: &Wasmlet) -> usize {
 
 fn walk(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
-                .sum()
-        })
+        .map(|d| d.flatten().map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 }).sum())
         .unwrap_or(0)
 }
 
@@ -74,7 +70,13 @@ fn runwasi_layers_and_plain_images_run_too() {
     let hello = std::fs::read(guest("hello", true)).unwrap();
 
     let runwasi = work.path().join("runwasi");
-    oci::layout(&runwasi, OCI_CONFIG, br#"{"architecture":"wasm","os":"wasip2"}"#, &[(RUNWASI_LAYER, &hello)], serde_json::json!({}));
+    oci::layout(
+        &runwasi,
+        OCI_CONFIG,
+        br#"{"architecture":"wasm","os":"wasip2"}"#,
+        &[(RUNWASI_LAYER, &hello)],
+        serde_json::json!({}),
+    );
     registry.push_layout(&runwasi, "wasmlet/runwasi:1");
 
     let plain = work.path().join("plain");
@@ -107,10 +109,18 @@ fn bad_images_are_refused_with_the_reason_and_leave_the_store_intact() {
     let registry = Registry::start();
     let work = tempfile::tempdir().unwrap();
     let hello = std::fs::read(guest("hello", false)).unwrap();
-    let cases: [(&str, &str, &[u8], Vec<(&str, &[u8])>, &str); 4] = [
+    // (name, config media type, config, layers (media type, bytes), error)
+    type Case<'a> = (&'a str, &'a str, &'a [u8], Vec<(&'a str, &'a [u8])>, &'a str);
+    let cases: [Case; 4] = [
         ("unknown-layer", OCI_CONFIG, b"{}", vec![("text/plain", b"hello")], "unknown layer media type `text/plain`"),
         ("unknown-config", "application/x-mystery", b"{}", vec![(RUNWASI_LAYER, &hello)], "unknown config media type"),
-        ("two-wasm", OCI_CONFIG, b"{}", vec![(RUNWASI_LAYER, &hello), (RUNWASI_LAYER, b"\0asm\x01\0\0\0")], "2 Wasm layers"),
+        (
+            "two-wasm",
+            OCI_CONFIG,
+            b"{}",
+            vec![(RUNWASI_LAYER, &hello), (RUNWASI_LAYER, b"\0asm\x01\0\0\0")],
+            "2 Wasm layers",
+        ),
         ("no-layers", OCI_CONFIG, b"{}", vec![], "no Wasm layer"),
     ];
     for (name, config_type, config, layers, _) in &cases {
@@ -193,7 +203,8 @@ fn registry_down_is_reported_as_unreachable() {
     let s = seen(&node.run(["pull".to_owned(), format!("127.0.0.1:{port}/wasmlet/hello:1")]));
     assert_eq!(s.code, Some(1), "{s:?}");
     assert!(s.stderr.contains("cannot reach the registry"), "{s:?}");
-    let s = seen(&node.run(["push".as_ref(), guest("hello", false).as_os_str(), format!("127.0.0.1:{port}/x:1").as_ref()]));
+    let s =
+        seen(&node.run(["push".as_ref(), guest("hello", false).as_os_str(), format!("127.0.0.1:{port}/x:1").as_ref()]));
     assert_eq!(s.code, Some(1), "{s:?}");
 }
 
@@ -206,14 +217,24 @@ fn basic_auth_from_the_auth_file_and_refused_credentials() {
         use base64::Engine as _;
         let token = base64::engine::general_purpose::STANDARD.encode(format!("wasm:{password}"));
         let path = auth_dir.path().join(format!("auth-{password}.json"));
-        std::fs::write(&path, serde_json::to_vec(&serde_json::json!({"auths": {registry.addr.clone(): {"auth": token}}})).unwrap()).unwrap();
+        std::fs::write(
+            &path,
+            serde_json::to_vec(&serde_json::json!({"auths": {registry.addr.clone(): {"auth": token}}})).unwrap(),
+        )
+        .unwrap();
         path
     };
     let good = write_auth("let-me-in");
     let bad = write_auth("wrong");
     let w = Wasmlet::new();
     let push = |auth: &std::path::Path| {
-        seen(&w.command().env("REGISTRY_AUTH_FILE", auth).args(["push".as_ref(), guest("hello", false).as_os_str(), reference.as_ref()]).output().unwrap())
+        seen(
+            &w.command()
+                .env("REGISTRY_AUTH_FILE", auth)
+                .args(["push".as_ref(), guest("hello", false).as_os_str(), reference.as_ref()])
+                .output()
+                .unwrap(),
+        )
     };
     let s = push(&bad);
     assert_eq!(s.code, Some(1), "{s:?}");
@@ -224,7 +245,8 @@ fn basic_auth_from_the_auth_file_and_refused_credentials() {
     let s = seen(&node.command().env("REGISTRY_AUTH_FILE", &bad).args(["pull", &reference]).output().unwrap());
     assert_eq!(s.code, Some(1), "{s:?}");
     assert!(s.stderr.contains("refused the credentials"), "{s:?}");
-    let s = seen(&node.command().env("REGISTRY_AUTH_FILE", "/nonexistent").args(["pull", &reference]).output().unwrap());
+    let s =
+        seen(&node.command().env("REGISTRY_AUTH_FILE", "/nonexistent").args(["pull", &reference]).output().unwrap());
     assert_eq!(s.code, Some(1), "anonymous pull of a private image: {s:?}");
     let s = seen(&node.command().env("REGISTRY_AUTH_FILE", &good).args(["run", &reference]).output().unwrap());
     assert_eq!((s.code, s.stdout.as_str()), (Some(0), "hello from wasmlet\n"), "{s:?}");
@@ -236,10 +258,7 @@ fn https_is_the_default_and_the_registry_ca_can_be_trusted() {
     use wasmlet_tests::registry::RegistrySetup;
     let ca = TestCa::new("wasmlet test CA");
     let server = ca.server_cert("127.0.0.2");
-    let registry = Registry::start_with(RegistrySetup {
-        tls: Some(&server),
-        ..Default::default()
-    });
+    let registry = Registry::start_with(RegistrySetup { tls: Some(&server), ..Default::default() });
     let reference = format!("{}/secure/hello:1", registry.addr);
     let hello = guest("hello", false);
     let ca_file = ca.cert.to_str().unwrap();
@@ -281,21 +300,24 @@ fn bearer_tokens_from_the_registry_token_service_and_from_the_auth_file() {
     use wasmlet_tests::registry::RegistrySetup;
     use wasmlet_tests::token::TokenIssuer;
     let issuer = TokenIssuer::start("wasm", "token-pass");
-    let registry = Registry::start_with(RegistrySetup {
-        token: Some(&issuer),
-        ..Default::default()
-    });
+    let registry = Registry::start_with(RegistrySetup { token: Some(&issuer), ..Default::default() });
     let reference = format!("{}/tok/hello:1", registry.addr);
     let auth_dir = tempfile::tempdir().unwrap();
     let write_auth = |name: &str, entry: serde_json::Value| {
         let path = auth_dir.path().join(format!("{name}.json"));
-        std::fs::write(&path, serde_json::to_vec(&serde_json::json!({"auths": {registry.addr.clone(): entry}})).unwrap()).unwrap();
+        std::fs::write(
+            &path,
+            serde_json::to_vec(&serde_json::json!({"auths": {registry.addr.clone(): entry}})).unwrap(),
+        )
+        .unwrap();
         path
     };
     let basic = |password: &str| serde_json::json!({"auth": base64::engine::general_purpose::STANDARD.encode(format!("wasm:{password}"))});
     let good = write_auth("good", basic("token-pass"));
     let bad = write_auth("bad", basic("wrong"));
-    let with_auth = |w: &Wasmlet, auth: &std::path::Path, args: &[&str]| seen(&w.command().env("REGISTRY_AUTH_FILE", auth).args(args).output().unwrap());
+    let with_auth = |w: &Wasmlet, auth: &std::path::Path, args: &[&str]| {
+        seen(&w.command().env("REGISTRY_AUTH_FILE", auth).args(args).output().unwrap())
+    };
 
     // Credentials are exchanged for a token at the realm the registry names.
     let w = Wasmlet::new();
@@ -328,10 +350,8 @@ fn bearer_tokens_from_the_registry_token_service_and_from_the_auth_file() {
 
 /// A module over the progress bar's 1 MiB threshold: a 2 MiB data segment.
 fn large_module(dir: &std::path::Path) -> std::path::PathBuf {
-    let text = format!(
-        "(module (memory 40) (data (i32.const 0) \"{}\") (func (export \"_start\")))",
-        "w".repeat(2 << 20)
-    );
+    let text =
+        format!("(module (memory 40) (data (i32.const 0) \"{}\") (func (export \"_start\")))", "w".repeat(2 << 20));
     let path = dir.join("large.wasm");
     std::fs::write(&path, wat::parse_str(text).unwrap()).unwrap();
     path
@@ -394,7 +414,8 @@ fn interrupted_pulls_store_nothing_and_restart_cleanly() {
     let direct = format!("{}/big/interrupted:1", registry.addr);
     assert_eq!(Wasmlet::new().run(["push".as_ref(), large.as_os_str(), direct.as_ref()]).status.code(), Some(0));
     let layer = oci::sha256(&std::fs::read(&large).unwrap());
-    let layer_stored = |w: &Wasmlet| w.cache.path().join("oci/blobs/sha256").join(layer.trim_start_matches("sha256:")).exists();
+    let layer_stored =
+        |w: &Wasmlet| w.cache.path().join("oci/blobs/sha256").join(layer.trim_start_matches("sha256:")).exists();
     let relay = FaultyRelay::start(&registry.addr, Fault::Cut, 1 << 20);
     let reference = format!("{}/big/interrupted:1", relay.addr);
     let node = Wasmlet::new();

@@ -176,7 +176,21 @@ fn container_runs_in_its_cgroup_with_limits_and_stats() {
     let cgroup = format!("/wasmlet-test/{id}");
     let mut child = c
         .ctr()
-        .args(["run", "--rm", "--runtime", RUNTIME, "--memory-limit", "268435456", "--cpu-shares", "512", "--cgroup", &cgroup, image, &id, "/sleep.wasm"])
+        .args([
+            "run",
+            "--rm",
+            "--runtime",
+            RUNTIME,
+            "--memory-limit",
+            "268435456",
+            "--cpu-shares",
+            "512",
+            "--cgroup",
+            &cgroup,
+            image,
+            &id,
+            "/sleep.wasm",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -187,7 +201,8 @@ fn container_runs_in_its_cgroup_with_limits_and_stats() {
     assert_eq!(cgroup_v1("memory", &cgroup, "memory.limit_in_bytes").as_deref(), Some("268435456\n"));
     assert_eq!(cgroup_v1("cpu", &cgroup, "cpu.shares").as_deref(), Some("512\n"));
     let tasks = c.ctr_ok(&["tasks", "ls"]);
-    let pid: i32 = tasks.lines().find(|l| l.starts_with(&id)).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap();
+    let pid: i32 =
+        tasks.lines().find(|l| l.starts_with(&id)).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap();
     let procs = cgroup_v1("memory", &cgroup, "cgroup.procs").unwrap();
     assert!(procs.lines().any(|p| p == pid.to_string()), "shim {pid} not in {cgroup}: {procs}");
     let usage: u64 = cgroup_v1("memory", &cgroup, "memory.usage_in_bytes").unwrap().trim().parse().unwrap();
@@ -255,7 +270,12 @@ fn a_detached_guest_writes_after_its_client_left() {
     c.ctr_ok(&["run", "-d", "--runtime", RUNTIME, image, &id, "/late-write.wasm"]);
     wait_stopped(&c, &id);
     let deleted = c.ctr().args(["tasks", "delete", &id]).output().unwrap();
-    assert_eq!(deleted.status.code(), Some(0), "the late write failed (status = WASI errno): {}", String::from_utf8_lossy(&deleted.stderr));
+    assert_eq!(
+        deleted.status.code(),
+        Some(0),
+        "the late write failed (status = WASI errno): {}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
     c.ctr_ok(&["containers", "delete", &id]);
 }
 
@@ -298,7 +318,8 @@ fn killed_shim_is_cleaned_up_by_delete() {
     let cgroup = format!("/wasmlet-test/{id}");
     c.ctr_ok(&["run", "-d", "--runtime", RUNTIME, "--cgroup", &cgroup, image, &id, "/sleep.wasm"]);
     let tasks = c.ctr_ok(&["tasks", "ls"]);
-    let pid: i32 = tasks.lines().find(|l| l.starts_with(&id)).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap();
+    let pid: i32 =
+        tasks.lines().find(|l| l.starts_with(&id)).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap();
     // SAFETY: kill(2) on the shim we just started.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     wait_gone(pid);
@@ -324,9 +345,17 @@ fn exec_and_unsupported_calls_name_what_is_unsupported() {
     c.ctr_ok(&["run", "-d", "--runtime", RUNTIME, image, &id, "/sleep.wasm"]);
     let out = c.ctr().args(["tasks", "exec", "--exec-id", "sh", &id, "/bin/sh"]).output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("exec is not supported by wasmlet"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("exec is not supported by wasmlet"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = c.ctr().args(["tasks", "pause", &id]).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("pause is not supported"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pause is not supported"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The task is unharmed.
     let tasks = c.ctr_ok(&["tasks", "ls"]);
     assert!(tasks.lines().any(|l| l.starts_with(&id) && l.contains("RUNNING")), "{tasks}");
@@ -362,7 +391,12 @@ fn soak_200_runs_leak_nothing() {
     assert!(!mounts.contains(&tag), "mounts leaked: {mounts}");
     for controller in ["memory", "cpu", "pids"] {
         let left: Vec<String> = std::fs::read_dir(format!("/sys/fs/cgroup/{controller}/wasmlet-test"))
-            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(&tag)).collect())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&tag))
+                    .collect()
+            })
             .unwrap_or_default();
         assert!(left.is_empty(), "{controller} cgroups leaked: {left:?}");
     }
@@ -405,7 +439,12 @@ fn http_function_serves_in_the_pods_network_namespace_and_drains_on_sigterm() {
     let c = Containerd::start();
     let out = tempfile::tempdir().unwrap();
     let echo = std::fs::read(wasmlet_tests::http_guest("echo")).unwrap();
-    let archive = oci::image_archive(out.path(), "docker.io/wasmlet/http-echo:latest", &[("/http.wasm", &echo, 0o644)], &["/http.wasm"]);
+    let archive = oci::image_archive(
+        out.path(),
+        "docker.io/wasmlet/http-echo:latest",
+        &[("/http.wasm", &echo, 0o644)],
+        &["/http.wasm"],
+    );
     c.import(&archive);
     let ns = NetNs::new(&unique_id("wasmlet-http"));
     let id = unique_id("http");
@@ -430,7 +469,11 @@ fn http_function_serves_in_the_pods_network_namespace_and_drains_on_sigterm() {
     assert!(running, "task never ran: {}", c.log());
     let first = ns.curl("http://127.0.0.1:18481/log");
     let text = String::from_utf8_lossy(&first.stdout);
-    assert!(text.starts_with("GET /log\n") && text.ends_with("\n200"), "{text}{}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        text.starts_with("GET /log\n") && text.ends_with("\n200"),
+        "{text}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     // The port is bound only inside the pod's namespace, not on the host.
     assert!(std::net::TcpStream::connect("127.0.0.1:18481").is_err(), "listening in the host namespace");
     c.ctr_ok(&["tasks", "kill", "--signal", "SIGTERM", &id]);
@@ -494,7 +537,12 @@ fn wasm_artifacts_pulled_by_containerd_run_from_the_content_store() {
 /// One Task API call under an explicit service name: containerd 1.6/1.7
 /// (and 2.x given a bare address from `start`) call `containerd.task.v2.Task`,
 /// containerd 2.x's own v3 shims `containerd.task.v3.Task`.
-fn task_call<Req, Resp>(client: &containerd_shim_protos::ttrpc::Client, service: &str, method: &str, req: &Req) -> containerd_shim_protos::ttrpc::Result<Resp>
+fn task_call<Req, Resp>(
+    client: &containerd_shim_protos::ttrpc::Client,
+    service: &str,
+    method: &str,
+    req: &Req,
+) -> containerd_shim_protos::ttrpc::Result<Resp>
 where
     Req: containerd_shim_protos::protobuf::Message,
     Resp: containerd_shim_protos::protobuf::Message,
@@ -538,7 +586,17 @@ fn task_api_answers_as_v2_and_v3_on_the_same_connection() {
     let out = std::process::Command::new(wasmlet_tests::bin("containerd-shim-wasmlet-v1"))
         .current_dir(bundle.path())
         .env("TTRPC_ADDRESS", format!("{}.ttrpc", c.address))
-        .args(["-namespace", "wasmlet-test", "-id", &id, "-address", &c.address, "-publish-binary", "/usr/bin/containerd", "start"])
+        .args([
+            "-namespace",
+            "wasmlet-test",
+            "-id",
+            &id,
+            "-address",
+            &c.address,
+            "-publish-binary",
+            "/usr/bin/containerd",
+            "start",
+        ])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -571,16 +629,19 @@ fn task_api_answers_as_v2_and_v3_on_the_same_connection() {
         task_call(&client, service, "State", &api::StateRequest { id: id.clone(), ..Default::default() }).unwrap()
     };
     assert_eq!(state(V2).status.enum_value(), Ok(containerd_shim_protos::types::task::Status::CREATED));
-    let _: api::StartResponse = task_call(&client, V2, "Start", &api::StartRequest { id: id.clone(), ..Default::default() }).unwrap();
-    let waited: api::WaitResponse = task_call(&client, V3, "Wait", &api::WaitRequest { id: id.clone(), ..Default::default() }).unwrap();
+    let _: api::StartResponse =
+        task_call(&client, V2, "Start", &api::StartRequest { id: id.clone(), ..Default::default() }).unwrap();
+    let waited: api::WaitResponse =
+        task_call(&client, V3, "Wait", &api::WaitRequest { id: id.clone(), ..Default::default() }).unwrap();
     assert_eq!(waited.exit_status, 0);
     let stopped = state(V3);
     assert_eq!(stopped.status.enum_value(), Ok(containerd_shim_protos::types::task::Status::STOPPED));
     assert_eq!(stopped.exit_status, 0);
     assert_eq!(std::fs::read_to_string(&stdout_path).unwrap(), "hello from wasmlet\n");
-    let memory_limit = std::fs::read_to_string(format!("/sys/fs/cgroup/memory/wasmlet-test/{id}/memory.limit_in_bytes"))
-        .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup/wasmlet-test/{id}/memory.max")))
-        .unwrap();
+    let memory_limit =
+        std::fs::read_to_string(format!("/sys/fs/cgroup/memory/wasmlet-test/{id}/memory.limit_in_bytes"))
+            .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup/wasmlet-test/{id}/memory.max")))
+            .unwrap();
     assert_eq!(memory_limit.trim(), "67108864");
 
     // Unsupported calls answer under either name with what is unsupported.
@@ -593,7 +654,8 @@ fn task_api_answers_as_v2_and_v3_on_the_same_connection() {
     .unwrap_err();
     assert!(format!("{err:?}").to_lowercase().contains("checkpoint"), "{err:?}");
 
-    let deleted: api::DeleteResponse = task_call(&client, V2, "Delete", &api::DeleteRequest { id: id.clone(), ..Default::default() }).unwrap();
+    let deleted: api::DeleteResponse =
+        task_call(&client, V2, "Delete", &api::DeleteRequest { id: id.clone(), ..Default::default() }).unwrap();
     assert_eq!(deleted.exit_status, 0);
     let pids = shim_pids_matching(&format!("-id {id}"));
     assert_eq!(pids.len(), 1, "one daemon for the container: {pids:?}");
@@ -615,7 +677,10 @@ fn task_api_answers_as_v2_and_v3_on_the_same_connection() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/memory/wasmlet-test/{id}")).exists(), "cgroup left after delete");
+    assert!(
+        !std::path::Path::new(&format!("/sys/fs/cgroup/memory/wasmlet-test/{id}")).exists(),
+        "cgroup left after delete"
+    );
 }
 
 /// A Linux container through wasmlet (as a sidecar runs): `ctr tasks exec`
@@ -628,7 +693,11 @@ fn exec_in_a_linux_container_with_and_without_a_terminal() {
     c.import(&oci::busybox_archive(work.path(), "docker.io/wasmlet/busybox-links:latest"));
     let id = unique_id("linux");
     c.ctr_ok(&["run", "-d", "--runtime", RUNTIME, "docker.io/wasmlet/busybox-links:latest", &id, "sleep", "3600"]);
-    let out = c.ctr().args(["tasks", "exec", "--exec-id", "plain", &id, "sh", "-c", "echo from-exec; echo to-stderr >&2; exit 4"]).output().unwrap();
+    let out = c
+        .ctr()
+        .args(["tasks", "exec", "--exec-id", "plain", &id, "sh", "-c", "echo from-exec; echo to-stderr >&2; exit 4"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "from-exec\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("to-stderr"));

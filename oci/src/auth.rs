@@ -53,19 +53,14 @@ pub fn credentials_for(registry: &str) -> Result<RegistryAuth, AuthError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RegistryAuth::Anonymous),
         Err(source) => return Err(AuthError::Read { path, source }),
     };
-    let file: AuthFile = serde_json::from_slice(&bytes).map_err(|e| AuthError::Parse {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
+    let file: AuthFile =
+        serde_json::from_slice(&bytes).map_err(|e| AuthError::Parse { path: path.clone(), message: e.to_string() })?;
     let docker_hub = matches!(registry, "docker.io" | "index.docker.io" | "registry-1.docker.io");
     let entry = file.auths.iter().find_map(|(key, entry)| {
-        let host = key
-            .trim_start_matches("https://")
-            .trim_start_matches("http://")
-            .split('/')
-            .next()
-            .unwrap_or_default();
-        let matches = host == registry || (docker_hub && matches!(host, "docker.io" | "index.docker.io" | "registry-1.docker.io"));
+        let host =
+            key.trim_start_matches("https://").trim_start_matches("http://").split('/').next().unwrap_or_default();
+        let matches = host == registry
+            || (docker_hub && matches!(host, "docker.io" | "index.docker.io" | "registry-1.docker.io"));
         matches.then_some(entry)
     });
     let Some(entry) = entry else {
@@ -77,9 +72,7 @@ pub fn credentials_for(registry: &str) -> Result<RegistryAuth, AuthError> {
     let Some(auth) = entry.auth.as_ref().filter(|a| !a.is_empty()) else {
         return Ok(RegistryAuth::Anonymous);
     };
-    let bad = || AuthError::BadEntry {
-        registry: registry.to_owned(),
-    };
+    let bad = || AuthError::BadEntry { registry: registry.to_owned() };
     let decoded = base64::engine::general_purpose::STANDARD.decode(auth.trim()).map_err(|_| bad())?;
     let text = String::from_utf8(decoded).map_err(|_| bad())?;
     let (user, password) = text.split_once(':').ok_or_else(bad)?;

@@ -39,22 +39,16 @@ pub const TAR_LAYER_MEDIA_TYPES: &[&str] = &[
 ];
 
 /// Image config media types accepted beside the Wasm artifact's.
-pub const IMAGE_CONFIG_MEDIA_TYPES: &[&str] = &[
-    "application/vnd.oci.image.config.v1+json",
-    "application/vnd.docker.container.image.v1+json",
-];
+pub const IMAGE_CONFIG_MEDIA_TYPES: &[&str] =
+    &["application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"];
 
 /// Manifest media types accepted.
-pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-];
+pub const MANIFEST_MEDIA_TYPES: &[&str] =
+    &["application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"];
 
 /// Index media types (a manifest list: pick the Wasm or linux/amd64 entry).
-pub const INDEX_MEDIA_TYPES: &[&str] = &[
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
+pub const INDEX_MEDIA_TYPES: &[&str] =
+    &["application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FormatError {
@@ -78,11 +72,7 @@ pub enum FormatError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packaging {
     /// A layer that is the Wasm itself.
-    WasmLayer {
-        media_type: String,
-        digest: String,
-        size: u64,
-    },
+    WasmLayer { media_type: String, digest: String, size: u64 },
     /// Filesystem layers: the entrypoint names the `.wasm` inside them.
     Rootfs,
 }
@@ -141,11 +131,7 @@ fn descriptor(layer: &oci_spec::image::Descriptor) -> Packaging {
 pub fn choose_from_index(index: &serde_json::Value) -> Option<String> {
     let manifests = index.get("manifests")?.as_array()?;
     let platform = |m: &serde_json::Value, key: &str| {
-        m.get("platform")
-            .and_then(|p| p.get(key))
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned()
+        m.get("platform").and_then(|p| p.get(key)).and_then(|v| v.as_str()).unwrap_or_default().to_owned()
     };
     manifests
         .iter()
@@ -182,10 +168,8 @@ mod tests {
 
     fn manifest(config: &str, layers: &[&str]) -> ImageManifest {
         let d = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
-        let layers: Vec<_> = layers
-            .iter()
-            .map(|m| serde_json::json!({"mediaType": m, "digest": d, "size": 8}))
-            .collect();
+        let layers: Vec<_> =
+            layers.iter().map(|m| serde_json::json!({"mediaType": m, "digest": d, "size": 8})).collect();
         serde_json::from_value(serde_json::json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -201,7 +185,10 @@ mod tests {
 
     #[test]
     fn recognises_each_packaging() {
-        assert!(matches!(classify(&manifest(WASM_CONFIG_MEDIA_TYPE, &[WASM_LAYER_MEDIA_TYPE])), Ok(Packaging::WasmLayer { .. })));
+        assert!(matches!(
+            classify(&manifest(WASM_CONFIG_MEDIA_TYPE, &[WASM_LAYER_MEDIA_TYPE])),
+            Ok(Packaging::WasmLayer { .. })
+        ));
         match classify(&manifest(OCI_CONFIG, &[RUNWASI])).unwrap() {
             Packaging::WasmLayer { media_type, size, .. } => assert_eq!((media_type.as_str(), size), (RUNWASI, 8)),
             other => panic!("{other:?}"),
@@ -215,7 +202,10 @@ mod tests {
             classify(&manifest("application/x-unknown", &[TAR])),
             Err(FormatError::UnknownConfig("application/x-unknown".into()))
         );
-        assert_eq!(classify(&manifest(OCI_CONFIG, &["text/plain"])), Err(FormatError::UnknownLayer("text/plain".into())));
+        assert_eq!(
+            classify(&manifest(OCI_CONFIG, &["text/plain"])),
+            Err(FormatError::UnknownLayer("text/plain".into()))
+        );
         assert_eq!(classify(&manifest(OCI_CONFIG, &[RUNWASI, RUNWASI])), Err(FormatError::SeveralWasmLayers(2)));
         assert_eq!(classify(&manifest(OCI_CONFIG, &[])), Err(FormatError::NoLayers));
         assert_eq!(classify(&manifest(OCI_CONFIG, &[RUNWASI, TAR])), Err(FormatError::Mixed));

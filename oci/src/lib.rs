@@ -5,21 +5,22 @@
 //!
 //! Owns: media types and manifest rules ([`format`]), registry transport and
 //! credentials and CA trust ([`registry`], [`auth`], [`tls`]), the on-disk store ([`store`]), and
-//! reading an image's Wasm layer from containerd's content store
-//! ([`containerd`]).
+//! resolving a manifest or index to how it packages Wasm ([`resolve`]), for
+//! registries and for the shim's reads of containerd's content store alike.
 //!
 //! Must not touch: wasmtime or the compile cache (callers hand verified Wasm
 //! bytes and their digest to `wasmlet-runtime`), containerd tasks, cgroups.
 
 pub mod auth;
-pub mod containerd;
-pub mod digest;
 pub mod format;
 pub mod registry;
+pub mod resolve;
 pub mod store;
 pub mod tls;
 
-pub use digest::{sha256_digest, verify_digest, DigestError};
 pub use format::{classify, FormatError, Packaging, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE};
-pub use registry::{PullError, Pulled, PushError, PushFormat, PushOptions, Registry, RegistryOptions, EMPTY_TAR_DIFF_ID};
+pub use registry::{
+    PullError, Pulled, PushError, PushFormat, PushOptions, Registry, RegistryOptions, EMPTY_TAR_DIFF_ID,
+};
 pub use store::{ContentStore, StoreError, StoredImage};
+pub use wasmlet_content::{Digest, DigestError};

@@ -8,15 +8,17 @@
 //! every blob's digest and size are checked before it is kept.
 
 use crate::auth::{credentials_for, AuthError};
-use crate::digest::{sha256_digest, verify_digest, DigestError};
-use crate::format::{self, classify, FormatError, Packaging, WasmConfig, INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES};
+use crate::format::{self, FormatError, Packaging, WasmConfig, INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES};
+use crate::resolve::{resolve, ManifestSource, ResolveError, Resolved};
 use crate::store::{ContentStore, StoreError, StoredImage};
 use crate::tls::{extra_roots, CaError};
 use futures_util::StreamExt as _;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
+use wasmlet_content::{verify as verify_digest, Digest, DigestError};
 
 /// Largest manifest (or index, or config) accepted.
 pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
@@ -145,10 +147,9 @@ impl Registry {
 
     /// Parse a reference the way `docker pull` does (`name` → `docker.io/library/name:latest`).
     pub fn parse_reference(reference: &str) -> Result<Reference, PullError> {
-        reference.parse::<Reference>().map_err(|e| PullError::BadReference {
-            reference: reference.to_owned(),
-            message: e.to_string(),
-        })
+        reference
+            .parse::<Reference>()
+            .map_err(|e| PullError::BadReference { reference: reference.to_owned(), message: e.to_string() })
     }
 
     fn client(&self, reference: &Reference) -> Result<Client, CaError> {
@@ -161,11 +162,7 @@ impl Registry {
             ClientProtocol::Https => extra_roots(reference.registry(), &self.options.ca_files)?,
             _ => Vec::new(),
         };
-        Ok(Client::new(ClientConfig {
-            protocol,
-            extra_root_certificates,
-            ..Default::default()
-        }))
+        Ok(Client::new(ClientConfig { protocol, extra_root_certificates, ..Default::default() }))
     }
 
     fn classify_error(reference: &str, err: OciDistributionError) -> PullError {
@@ -173,18 +170,15 @@ impl Registry {
         match err {
             OciDistributionError::ImageManifestNotFoundError(_) => PullError::NotFound { reference },
             OciDistributionError::AuthenticationFailure(message) => PullError::Unauthorized { reference, message },
-            OciDistributionError::UnauthorizedError { url } => PullError::Unauthorized {
-                reference,
-                message: format!("401 from {url}"),
-            },
-            OciDistributionError::RequestError(e) if is_certificate_error(&e) => PullError::Untrusted {
-                reference,
-                message: error_chain(&e),
-            },
-            OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => PullError::Unreachable {
-                reference,
-                message: error_chain(&e),
-            },
+            OciDistributionError::UnauthorizedError { url } => {
+                PullError::Unauthorized { reference, message: format!("401 from {url}") }
+            }
+            OciDistributionError::RequestError(e) if is_certificate_error(&e) => {
+                PullError::Untrusted { reference, message: error_chain(&e) }
+            }
+            OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
+                PullError::Unreachable { reference, message: error_chain(&e) }
+            }
             OciDistributionError::RegistryError { envelope, .. }
                 if envelope.errors.iter().any(|e| {
                     matches!(
@@ -198,17 +192,21 @@ impl Registry {
                 PullError::NotFound { reference }
             }
             OciDistributionError::ServerError { code: 404, .. } => PullError::NotFound { reference },
-            OciDistributionError::ServerError { code: 401 | 403, message, .. } => PullError::Unauthorized { reference, message },
-            other => PullError::Registry {
-                reference,
-                message: error_chain(&other),
-            },
+            OciDistributionError::ServerError { code: 401 | 403, message, .. } => {
+                PullError::Unauthorized { reference, message }
+            }
+            other => PullError::Registry { reference, message: error_chain(&other) },
         }
     }
 
     /// Pull `reference` into `store` and tag it there. Blobs already in the
     /// store are not downloaded again.
-    pub async fn pull(&self, reference_text: &str, store: &ContentStore, progress: Progress<'_>) -> Result<Pulled, PullError> {
+    pub async fn pull(
+        &self,
+        reference_text: &str,
+        store: &ContentStore,
+        progress: Progress<'_>,
+    ) -> Result<Pulled, PullError> {
         let reference = Self::parse_reference(reference_text)?;
         let name = reference.whole();
         let client = self.client(&reference)?;
@@ -216,24 +214,14 @@ impl Registry {
         let fail = |e| Self::classify_error(&name, e);
 
         let accepted: Vec<&str> = MANIFEST_MEDIA_TYPES.iter().chain(INDEX_MEDIA_TYPES).copied().collect();
-        let (mut bytes, mut digest) = client.pull_manifest_raw(&reference, &auth, &accepted).await.map_err(fail)?;
-        self.check_manifest(&name, &bytes, &digest, reference.digest())?;
-        let mut target = reference.clone();
-        if let Some(choice) = index_choice(&bytes) {
-            let choice = choice.ok_or_else(|| PullError::EmptyIndex { reference: name.clone() })?;
-            target = reference.clone_with_digest(choice.clone());
-            (bytes, digest) = client.pull_manifest_raw(&target, &auth, MANIFEST_MEDIA_TYPES).await.map_err(fail)?;
-            self.check_manifest(&name, &bytes, &digest, Some(&choice))?;
-        }
-        let digest = sha256_digest(&bytes);
-        let manifest = format::parse_manifest(&bytes).map_err(|source| PullError::Format {
-            reference: name.clone(),
-            source,
-        })?;
-        let packaging = classify(&manifest).map_err(|source| PullError::Format {
-            reference: name.clone(),
-            source,
-        })?;
+        let (top, top_digest) = client.pull_manifest_raw(&reference, &auth, &accepted).await.map_err(fail)?;
+        self.check_manifest(&name, &top, &top_digest, reference.digest())?;
+        let source =
+            RegistryManifests { registry: self, client: &client, reference: &reference, auth: &auth, name: &name };
+        let Resolved { bytes, digest, manifest, packaging } = resolve(&source, top.to_vec()).await?;
+        let digest = digest.to_string();
+        // Blobs are addressed by repository and digest: any tag will do.
+        let target = &reference;
         let mut reused = 0;
 
         // The config: small, size-capped, verified.
@@ -247,7 +235,17 @@ impl Registry {
         }
         let mut blobs = vec![config_desc.digest().to_string()];
         let config_bytes = self
-            .fetch_blob(&client, &target, &name, store, &config_desc.media_type().to_string(), &config_desc.digest().to_string(), config_desc.size(), &|_, _| {}, &mut reused)
+            .fetch_blob(
+                &client,
+                target,
+                &name,
+                store,
+                config_desc.media_type().as_ref(),
+                config_desc.digest().as_ref(),
+                config_desc.size(),
+                &|_, _| {},
+                &mut reused,
+            )
             .await?;
         let os = match &packaging {
             Packaging::WasmLayer { .. } if config_desc.media_type().to_string() == format::WASM_CONFIG_MEDIA_TYPE => {
@@ -256,10 +254,11 @@ impl Registry {
             _ => None,
         };
 
-        let (wasm_digest, wasm_media_type, size) = match &packaging {
+        let (wasm_digest, wasm_media_type, wasm_path, size) = match &packaging {
             Packaging::WasmLayer { media_type, digest, size } => {
-                self.fetch_blob(&client, &target, &name, store, media_type, digest, *size, progress, &mut reused).await?;
-                (digest.clone(), media_type.clone(), *size)
+                self.fetch_blob(&client, target, &name, store, media_type, digest, *size, progress, &mut reused)
+                    .await?;
+                (digest.clone(), Some(media_type.clone()), None, *size)
             }
             Packaging::Rootfs => {
                 let entrypoint = rootfs_entrypoint(&config_bytes).ok_or_else(|| PullError::Rootfs {
@@ -270,13 +269,22 @@ impl Registry {
                 for layer in manifest.layers() {
                     blobs.push(layer.digest().to_string());
                     let layer_bytes = self
-                        .fetch_blob(&client, &target, &name, store, &layer.media_type().to_string(), &layer.digest().to_string(), layer.size(), progress, &mut reused)
+                        .fetch_blob(
+                            &client,
+                            target,
+                            &name,
+                            store,
+                            layer.media_type().as_ref(),
+                            layer.digest().as_ref(),
+                            layer.size(),
+                            progress,
+                            &mut reused,
+                        )
                         .await?;
                     let media_type = layer.media_type().to_string();
-                    if let Some(wasm) = find_in_layer(&layer_bytes, &media_type, &entrypoint).map_err(|message| PullError::Rootfs {
-                        reference: name.clone(),
-                        message,
-                    })? {
+                    if let Some(wasm) = find_in_layer(&layer_bytes, &media_type, &entrypoint)
+                        .map_err(|message| PullError::Rootfs { reference: name.clone(), message })?
+                    {
                         found = Some(wasm); // later layers override earlier ones
                     }
                 }
@@ -284,32 +292,33 @@ impl Registry {
                     reference: name.clone(),
                     message: format!("the entrypoint {entrypoint} is not a file in the image"),
                 })?;
-                let wasm_digest = sha256_digest(&wasm);
+                let wasm_digest = Digest::of(&wasm).to_string();
                 store.write_blob(&wasm, &wasm_digest, None)?;
-                (wasm_digest, format!("rootfs:{entrypoint}"), wasm.len() as u64)
+                (wasm_digest, None, Some(entrypoint), wasm.len() as u64)
             }
         };
         store.write_blob(&bytes, &digest, None)?;
         let image = StoredImage {
             manifest_digest: digest,
             wasm_digest: Some(wasm_digest),
-            wasm_media_type: Some(wasm_media_type),
+            wasm_media_type,
+            wasm_path,
             size,
             os,
-            pulled_at: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            pulled_at: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             blobs,
         };
         store.tag(&name, image.clone())?;
-        Ok(Pulled {
-            reference: name,
-            image,
-            reused,
-        })
+        Ok(Pulled { reference: name, image, reused })
     }
 
-    fn check_manifest(&self, name: &str, bytes: &[u8], registry_digest: &str, pinned: Option<&str>) -> Result<(), PullError> {
+    fn check_manifest(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        registry_digest: &str,
+        pinned: Option<&str>,
+    ) -> Result<(), PullError> {
         if bytes.len() > MAX_MANIFEST_BYTES {
             return Err(PullError::ManifestTooLarge {
                 reference: name.to_owned(),
@@ -319,10 +328,8 @@ impl Registry {
         }
         // A pinned digest must match what arrived, whatever the registry says.
         if let Some(expected) = pinned.or(Some(registry_digest).filter(|d| d.starts_with("sha256:"))) {
-            verify_digest("manifest", bytes, expected, None).map_err(|source| PullError::Digest {
-                reference: name.to_owned(),
-                source,
-            })?;
+            verify_digest("manifest", bytes, expected, None)
+                .map_err(|source| PullError::Digest { reference: name.to_owned(), source })?;
         }
         Ok(())
     }
@@ -341,11 +348,8 @@ impl Registry {
         progress: Progress<'_>,
         reused: &mut usize,
     ) -> Result<Vec<u8>, PullError> {
-        let digest_error = |source| PullError::Digest {
-            reference: name.to_owned(),
-            source,
-        };
-        crate::digest::sha256_hex(digest).map_err(digest_error)?;
+        let digest_error = |source| PullError::Digest { reference: name.to_owned(), source };
+        digest.parse::<Digest>().map_err(|e| digest_error(e.into()))?;
         if store.has_blob(digest) {
             match store.read_blob(digest) {
                 Ok(bytes) if bytes.len() as u64 == size => {
@@ -361,10 +365,8 @@ impl Registry {
             size: size as i64,
             ..Default::default()
         };
-        let mut stream = client
-            .pull_blob_stream(reference, &descriptor)
-            .await
-            .map_err(|e| Self::classify_error(name, e))?;
+        let mut stream =
+            client.pull_blob_stream(reference, &descriptor).await.map_err(|e| Self::classify_error(name, e))?;
         let mut writer = store.blob_writer()?;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| {
@@ -396,23 +398,22 @@ impl Registry {
             StoreError::Digest(source) => digest_error(source),
             other => PullError::Store(other),
         })?;
-        std::fs::read(&path).map_err(|source| {
-            PullError::Store(StoreError::Io {
-                action: "reading",
-                path,
-                source,
-            })
-        })
+        std::fs::read(&path).map_err(|source| PullError::Store(StoreError::Io { action: "reading", path, source }))
     }
 
     /// Push `wasm` to `reference` in `format`; returns the manifest digest.
     /// `os` is `wasip2` for a component, else `wasip1`.
-    pub async fn push(&self, wasm: &[u8], reference_text: &str, options: PushOptions, progress: Progress<'_>) -> Result<String, PushError> {
+    pub async fn push(
+        &self,
+        wasm: &[u8],
+        reference_text: &str,
+        options: PushOptions,
+        progress: Progress<'_>,
+    ) -> Result<String, PushError> {
         let format = options.format;
         let diff_ids: &[&str] = if options.legacy_unpack { &[EMPTY_TAR_DIFF_ID] } else { &[] };
-        let reference: Reference = reference_text.parse().map_err(|e: oci_client::ParseError| PushError::BadReference {
-            reference: reference_text.to_owned(),
-            message: e.to_string(),
+        let reference: Reference = reference_text.parse().map_err(|e: oci_client::ParseError| {
+            PushError::BadReference { reference: reference_text.to_owned(), message: e.to_string() }
         })?;
         let name = reference.whole();
         let os = match wasm.get(..8) {
@@ -422,20 +423,12 @@ impl Registry {
         };
         let client = self.client(&reference)?;
         let auth = credentials_for(reference.resolve_registry())?;
-        let fail = |e: OciDistributionError| PushError::Registry {
-            reference: name.clone(),
-            message: error_chain(&e),
-        };
-        client
-            .auth(&reference, &auth, oci_client::RegistryOperation::Push)
-            .await
-            .map_err(fail)?;
-        let layer_digest = sha256_digest(wasm);
+        let fail = |e: OciDistributionError| PushError::Registry { reference: name.clone(), message: error_chain(&e) };
+        client.auth(&reference, &auth, oci_client::RegistryOperation::Push).await.map_err(fail)?;
+        let layer_digest = Digest::of(wasm).to_string();
         let encode = |value: &serde_json::Value| {
-            serde_json::to_vec(value).map_err(|e| PushError::Registry {
-                reference: name.clone(),
-                message: e.to_string(),
-            })
+            serde_json::to_vec(value)
+                .map_err(|e| PushError::Registry { reference: name.clone(), message: e.to_string() })
         };
         let (config_media_type, layer_media_type, config_bytes) = match format {
             PushFormat::Cncf => {
@@ -459,14 +452,10 @@ impl Registry {
                     "config": {"Entrypoint": ["/app.wasm"]},
                     "rootfs": {"type": "layers", "diff_ids": diff_ids},
                 });
-                (
-                    "application/vnd.oci.image.config.v1+json",
-                    format::RUNWASI_LAYER_MEDIA_TYPE,
-                    encode(&value)?,
-                )
+                ("application/vnd.oci.image.config.v1+json", format::RUNWASI_LAYER_MEDIA_TYPE, encode(&value)?)
             }
         };
-        let config_digest = sha256_digest(&config_bytes);
+        let config_digest = Digest::of(&config_bytes).to_string();
         push_blob_with_progress(&client, &reference, wasm, &layer_digest, progress).await.map_err(fail)?;
         client.push_blob(&reference, config_bytes.clone(), &config_digest).await.map_err(fail)?;
         let mut manifest = serde_json::json!({
@@ -478,16 +467,12 @@ impl Registry {
         if format == PushFormat::Cncf {
             manifest["artifactType"] = serde_json::Value::from(format::WASM_CONFIG_MEDIA_TYPE);
         }
-        let body = serde_json::to_vec(&manifest).map_err(|e| PushError::Registry {
-            reference: name.clone(),
-            message: e.to_string(),
-        })?;
-        let digest = sha256_digest(&body);
-        let content_type = "application/vnd.oci.image.manifest.v1+json"
-            .parse()
-            .map_err(|e: http::header::InvalidHeaderValue| PushError::Registry {
-                reference: name.clone(),
-                message: e.to_string(),
+        let body = serde_json::to_vec(&manifest)
+            .map_err(|e| PushError::Registry { reference: name.clone(), message: e.to_string() })?;
+        let digest = Digest::of(&body).to_string();
+        let content_type =
+            "application/vnd.oci.image.manifest.v1+json".parse().map_err(|e: http::header::InvalidHeaderValue| {
+                PushError::Registry { reference: name.clone(), message: e.to_string() }
             })?;
         client.push_manifest_raw(&reference, body, content_type).await.map_err(fail)?;
         Ok(digest)
@@ -566,9 +551,15 @@ fn is_certificate_error(err: &(dyn std::error::Error + 'static)) -> bool {
     };
     while let Some(cause) = source {
         // io::Error::source() skips the error it wraps: look inside.
-        let wrapped = cause.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|inner| inner as &(dyn std::error::Error + 'static));
+        let wrapped = cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
         // Connectors may also box it away from downcasting; rustls's own wording then.
-        if invalid_certificate(cause) || wrapped.is_some_and(invalid_certificate) || cause.to_string().starts_with("invalid peer certificate") {
+        if invalid_certificate(cause)
+            || wrapped.is_some_and(invalid_certificate)
+            || cause.to_string().starts_with("invalid peer certificate")
+        {
             return true;
         }
         source = cause.source();
@@ -576,30 +567,12 @@ fn is_certificate_error(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// For an index: `Some(Some(digest))` of the entry to use (a Wasm platform
-/// first, then linux/amd64, then the first), `Some(None)` if it is empty;
-/// `None` when `bytes` is not an index.
-fn index_choice(bytes: &[u8]) -> Option<Option<String>> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    let media_type = value.get("mediaType").and_then(|m| m.as_str()).unwrap_or_default();
-    value.get("manifests")?.as_array()?;
-    if !INDEX_MEDIA_TYPES.contains(&media_type) && value.get("layers").is_some() {
-        return None;
-    }
-    Some(format::choose_from_index(&value))
-}
-
 /// The `.wasm` a plain image's config names: the entrypoint, else cmd.
 fn rootfs_entrypoint(config: &[u8]) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(config).ok()?;
     let config = value.get("config")?;
     let first = |key: &str| {
-        config
-            .get(key)
-            .and_then(|v| v.as_array())
-            .and_then(|a| a.first())
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
+        config.get(key).and_then(|v| v.as_array()).and_then(|a| a.first()).and_then(|v| v.as_str()).map(str::to_owned)
     };
     first("Entrypoint").or_else(|| first("Cmd"))
 }
@@ -620,7 +593,9 @@ fn find_in_layer(layer: &[u8], media_type: &str, path: &str) -> Result<Option<Ve
     for entry in entries {
         let mut entry = entry.map_err(|e| format!("reading a layer: {e}"))?;
         let entry_path = entry.path().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
-        if entry_path.trim_start_matches("./").trim_start_matches('/') == wanted && entry.header().entry_type().is_file() {
+        if entry_path.trim_start_matches("./").trim_start_matches('/') == wanted
+            && entry.header().entry_type().is_file()
+        {
             let mut bytes = Vec::new();
             std::io::Read::read_to_end(&mut entry, &mut bytes).map_err(|e| format!("reading {path}: {e}"))?;
             found = Some(bytes);
@@ -630,9 +605,7 @@ fn find_in_layer(layer: &[u8], media_type: &str, path: &str) -> Result<Option<Ve
 }
 
 fn rfc3339_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
@@ -651,6 +624,38 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// A registry's manifests, as the resolver reads them.
+struct RegistryManifests<'a> {
+    registry: &'a Registry,
+    client: &'a Client,
+    reference: &'a Reference,
+    auth: &'a RegistryAuth,
+    name: &'a str,
+}
+
+impl ManifestSource for RegistryManifests<'_> {
+    type Error = PullError;
+
+    async fn manifest(&self, digest: &str) -> Result<Vec<u8>, PullError> {
+        let target = self.reference.clone_with_digest(digest.to_owned());
+        let (bytes, registry_digest) = self
+            .client
+            .pull_manifest_raw(&target, self.auth, MANIFEST_MEDIA_TYPES)
+            .await
+            .map_err(|e| Registry::classify_error(self.name, e))?;
+        self.registry.check_manifest(self.name, &bytes, &registry_digest, Some(digest))?;
+        Ok(bytes.to_vec())
+    }
+
+    fn resolve_error(&self, err: ResolveError) -> PullError {
+        let reference = self.name.to_owned();
+        match err {
+            ResolveError::EmptyIndex => PullError::EmptyIndex { reference },
+            ResolveError::Format(source) => PullError::Format { reference, source },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -665,7 +670,7 @@ mod tests {
         let small = b"{}";
         let wrong = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
         assert!(matches!(registry.check_manifest("r", small, wrong, None), Err(PullError::Digest { .. })));
-        assert!(registry.check_manifest("r", small, &sha256_digest(small), None).is_ok());
+        assert!(registry.check_manifest("r", small, &Digest::of(small).to_string(), None).is_ok());
     }
 
     #[test]
@@ -681,20 +686,5 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(20_000), (2024, 10, 4));
         assert!(rfc3339_now().ends_with('Z'));
-    }
-
-    #[test]
-    fn index_prefers_wasm_then_linux_amd64() {
-        let index = serde_json::json!({
-            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": [
-                {"digest": "sha256:a", "platform": {"os": "linux", "architecture": "arm64"}},
-                {"digest": "sha256:b", "platform": {"os": "linux", "architecture": "amd64"}},
-                {"digest": "sha256:c", "platform": {"os": "wasip1", "architecture": "wasm"}},
-            ]
-        });
-        assert_eq!(index_choice(&serde_json::to_vec(&index).unwrap()), Some(Some("sha256:c".into())));
-        let manifest = serde_json::json!({"schemaVersion": 2, "layers": []});
-        assert_eq!(index_choice(&serde_json::to_vec(&manifest).unwrap()), None);
     }
 }

@@ -8,20 +8,16 @@
 //! the next [`ContentStore::open`]. So an interrupted pull restarts cleanly,
 //! and a blob found corrupt on read is removed.
 
-use crate::digest::{sha256_hex, verify_digest, DigestError};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use wasmlet_content::{verify as verify_digest, Digest, DigestError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Digest(#[from] DigestError),
     #[error("blob {0} is not in the store")]
@@ -39,9 +35,14 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Store
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredImage {
     pub manifest_digest: String,
-    /// The Wasm layer (absent for plain images, whose Wasm is in the rootfs).
+    /// The Wasm blob: the Wasm layer, or the file taken from a plain
+    /// image's rootfs (see `wasm_path`).
     pub wasm_digest: Option<String>,
+    /// The Wasm layer's media type (`None` for a file from the rootfs).
     pub wasm_media_type: Option<String>,
+    /// Where a plain image keeps its Wasm in its rootfs (its entrypoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasm_path: Option<String>,
     pub size: u64,
     /// `wasip1` / `wasip2` from a Wasm artifact's config.
     pub os: Option<String>,
@@ -54,7 +55,9 @@ pub struct StoredImage {
 
 impl StoredImage {
     fn uses(&self, digest: &str) -> bool {
-        self.manifest_digest == digest || self.wasm_digest.as_deref() == Some(digest) || self.blobs.iter().any(|b| b == digest)
+        self.manifest_digest == digest
+            || self.wasm_digest.as_deref() == Some(digest)
+            || self.blobs.iter().any(|b| b == digest)
     }
 }
 
@@ -101,7 +104,8 @@ impl ContentStore {
     }
 
     pub fn blob_path(&self, digest: &str) -> Result<PathBuf, StoreError> {
-        Ok(self.root.join("blobs/sha256").join(sha256_hex(digest)?))
+        let digest: Digest = digest.parse().map_err(DigestError::from)?;
+        Ok(self.root.join("blobs/sha256").join(digest.hex()))
     }
 
     pub fn has_blob(&self, digest: &str) -> bool {
@@ -138,12 +142,7 @@ impl ContentStore {
             .tempfile_in(self.root.join("tmp"))
             .map_err(io("creating a temp file in", &self.root.join("tmp")))?;
         try_lock(file.as_file()); // best effort: marks the file as in use
-        Ok(BlobWriter {
-            store: self,
-            file,
-            hasher: Sha256::new(),
-            written: 0,
-        })
+        Ok(BlobWriter { store: self, file, hasher: Sha256::new(), written: 0 })
     }
 
     fn lock(&self) -> Result<std::fs::File, StoreError> {
@@ -164,10 +163,7 @@ impl ContentStore {
     fn read_index(&self) -> Result<Index, StoreError> {
         let path = self.root.join("refs.json");
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Index {
-                path,
-                message: e.to_string(),
-            }),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Index { path, message: e.to_string() }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Index::default()),
             Err(e) => Err(io("reading", &path)(e)),
         }
@@ -175,15 +171,9 @@ impl ContentStore {
 
     fn write_index(&self, index: &Index) -> Result<(), StoreError> {
         let path = self.root.join("refs.json");
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.root).map_err(io("creating a temp file in", &self.root))?;
-        let bytes = serde_json::to_vec_pretty(index).map_err(|e| StoreError::Index {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        tmp.write_all(&bytes).map_err(io("writing", tmp.path()))?;
-        tmp.as_file().sync_all().map_err(io("syncing", tmp.path()))?;
-        tmp.persist(&path).map_err(|e| io("renaming into", &path)(e.error))?;
-        Ok(())
+        let bytes = serde_json::to_vec_pretty(index)
+            .map_err(|e| StoreError::Index { path: path.clone(), message: e.to_string() })?;
+        wasmlet_content::write_atomically(&path, &bytes, 0o644).map_err(io("writing", &path))
     }
 
     /// Record `image` under `reference` (replacing what was there).
@@ -212,9 +202,8 @@ impl ContentStore {
         };
         self.write_index(&index)?;
         let still_used = |digest: &str| index.images.values().any(|i| i.uses(digest));
-        let owned = std::iter::once(&removed.manifest_digest)
-            .chain(removed.wasm_digest.iter())
-            .chain(removed.blobs.iter());
+        let owned =
+            std::iter::once(&removed.manifest_digest).chain(removed.wasm_digest.iter()).chain(removed.blobs.iter());
         for digest in owned {
             if !still_used(digest) {
                 if let Ok(path) = self.blob_path(digest) {
@@ -261,22 +250,14 @@ impl BlobWriter<'_> {
         let target = self.store.blob_path(digest)?;
         if let Some(size) = size {
             if size != self.written {
-                return Err(DigestError::Size {
-                    what: digest.to_owned(),
-                    expected: size,
-                    actual: self.written,
-                }
-                .into());
+                return Err(DigestError::Size { what: digest.to_owned(), expected: size, actual: self.written }.into());
             }
         }
-        let actual = format!("sha256:{}", hex::encode(self.hasher.finalize()));
+        let actual = Digest::from_bytes(self.hasher.finalize().into()).to_string();
         if actual != digest {
-            return Err(DigestError::Mismatch {
-                what: "downloaded blob".into(),
-                expected: digest.to_owned(),
-                actual,
-            }
-            .into());
+            return Err(
+                DigestError::Mismatch { what: "downloaded blob".into(), expected: digest.to_owned(), actual }.into()
+            );
         }
         self.file.as_file().sync_all().map_err(io("syncing", self.file.path()))?;
         self.file.persist(&target).map_err(|e| io("renaming into", &target)(e.error))?;
@@ -287,15 +268,23 @@ impl BlobWriter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::sha256_digest;
+    fn sha256_digest(bytes: &[u8]) -> String {
+        wasmlet_content::Digest::of(bytes).to_string()
+    }
 
     #[test]
     fn blobs_are_verified_before_they_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let store = ContentStore::open(dir.path()).unwrap();
         let digest = sha256_digest(b"wasm");
-        assert!(matches!(store.write_blob(b"wasn", &digest, Some(4)), Err(StoreError::Digest(DigestError::Mismatch { .. }))));
-        assert!(matches!(store.write_blob(b"wasm", &digest, Some(5)), Err(StoreError::Digest(DigestError::Size { .. }))));
+        assert!(matches!(
+            store.write_blob(b"wasn", &digest, Some(4)),
+            Err(StoreError::Digest(DigestError::Mismatch { .. }))
+        ));
+        assert!(matches!(
+            store.write_blob(b"wasm", &digest, Some(5)),
+            Err(StoreError::Digest(DigestError::Size { .. }))
+        ));
         assert!(!store.has_blob(&digest));
         assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "temp files left behind");
         store.write_blob(b"wasm", &digest, Some(4)).unwrap();
@@ -317,6 +306,7 @@ mod tests {
             manifest_digest: m.clone(),
             wasm_digest: Some(w.clone()),
             wasm_media_type: Some("application/wasm".into()),
+            wasm_path: None,
             size: 4,
             os: Some("wasip1".into()),
             pulled_at: 0,

@@ -17,11 +17,11 @@ use crate::error::RunError;
 use crate::exit::{ExitStatus, Outcome};
 use crate::kill::KillSwitch;
 use crate::limits::Limits;
+use crate::module_run::{ready, Synchronous};
 use crate::program::{Compiled, Program};
-use crate::run::{classify, deadline_passes, stopped_by_epoch, Entry, GuestEnd, ModuleRun, Runtime, Yielding};
+use crate::run::{classify, deadline_passes, Entry, RunRequest, Runtime};
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::{Module, Val};
 
 thread_local! {
     /// Components' executor, one per thread that runs them, kept between runs
@@ -34,11 +34,16 @@ thread_local! {
 pub const STOP_GRACE: Duration = Duration::from_millis(200);
 
 impl Runtime {
-    /// Run `program` to completion on the calling thread. Meant for threads
+    /// Run a program to completion on the calling thread. Meant for threads
     /// outside any async runtime (WASI's synchronous calls drive their own
     /// executor, which cannot nest); called from inside one, it runs on a
     /// scoped thread instead. See the module docs for how kills behave.
-    pub fn run_blocking(
+    pub fn run_blocking(&self, request: RunRequest) -> Result<Outcome, RunError> {
+        let RunRequest { program, entry, caps, limits, kill } = request;
+        self.run_blocking_with(&program, &entry, caps, &limits, &kill)
+    }
+
+    fn run_blocking_with(
         &self,
         program: &Program,
         entry: &Entry,
@@ -49,13 +54,13 @@ impl Runtime {
         if tokio::runtime::Handle::try_current().is_ok() {
             return std::thread::scope(|scope| {
                 scope
-                    .spawn(move || self.run_blocking(program, entry, caps, limits, kill))
+                    .spawn(move || self.run_blocking_with(program, entry, caps, limits, kill))
                     .join()
                     .unwrap_or_else(|_| Err(RunError::Instantiate("the guest thread panicked".into())))
             });
         }
         match program.compiled() {
-            Compiled::Module(module) => self.run_module_blocking(program, module, entry, caps, limits, kill),
+            Compiled::Module(module) => ready(self.run_module(Synchronous, program, module, entry, caps, limits, kill)),
             Compiled::Component(_) => GUEST_EXECUTOR.with(|executor| {
                 let executor = match executor.get() {
                     Some(executor) => executor,
@@ -67,57 +72,9 @@ impl Runtime {
                         executor.get_or_init(|| built)
                     }
                 };
-                executor.block_on(self.run(program, entry, caps, limits, kill))
+                executor.block_on(self.run_with(program, entry, caps, limits, kill))
             }),
         }
-    }
-
-    fn run_module_blocking(
-        &self,
-        program: &Program,
-        module: &Module,
-        entry: &Entry,
-        caps: Capabilities,
-        limits: &Limits,
-        kill: &KillSwitch,
-    ) -> Result<Outcome, RunError> {
-        if let Some(signal) = kill.signal() {
-            return classify(Err(ExitStatus::Signaled(signal)), None);
-        }
-        let ModuleRun { export, pre, mut store } = self.prepare_module(program, module, entry, caps, limits, kill, Yielding::Never)?;
-        let _ticking = self.ticker_running();
-        let end = (|| {
-            let instance = match pre.instantiate(&mut store) {
-                Ok(instance) => instance,
-                Err(e) => return GuestEnd::Instantiate(e),
-            };
-            if matches!(entry, Entry::Export(_)) {
-                if let Some(init) = instance.get_func(&mut store, "_initialize") {
-                    if let Err(e) = init.call(&mut store, &[], &mut []) {
-                        return GuestEnd::Failed(e);
-                    }
-                }
-            }
-            if matches!(entry, Entry::Default) {
-                // `_start` is `() -> ()` (checked by resolve_module_entry).
-                return match instance.get_typed_func::<(), ()>(&mut store, "_start") {
-                    Ok(start) => match start.call(&mut store, ()) {
-                        Ok(()) => GuestEnd::Returned(Vec::new()),
-                        Err(e) => GuestEnd::Failed(e),
-                    },
-                    Err(e) => GuestEnd::Instantiate(e),
-                };
-            }
-            let Some(func) = instance.get_func(&mut store, &export) else {
-                return GuestEnd::Instantiate(wasmtime::format_err!("export `{export}` vanished"));
-            };
-            let mut results = vec![Val::I32(0); func.ty(&store).results().len()];
-            match func.call(&mut store, &[], &mut results) {
-                Ok(()) => GuestEnd::Returned(results),
-                Err(e) => GuestEnd::Failed(e),
-            }
-        })();
-        classify(stopped_by_epoch(end, kill), store.data().limiter.refusal())
     }
 
     /// [`Runtime::run_blocking`] on a thread of its own, awaited without
@@ -125,28 +82,21 @@ impl Runtime {
     /// that has not stopped within [`STOP_GRACE`] (it is blocked in a host
     /// call) is reported stopped, and its thread is left to end on its own
     /// when that call returns.
-    pub async fn run_on_thread(
-        self: &Arc<Self>,
-        program: Program,
-        entry: Entry,
-        caps: Capabilities,
-        limits: Limits,
-        kill: KillSwitch,
-    ) -> Result<Outcome, RunError> {
+    pub async fn run_on_thread(self: &Arc<Self>, request: RunRequest) -> Result<Outcome, RunError> {
         let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
         let runtime = self.clone();
-        let (thread_limits, thread_kill) = (limits.clone(), kill.clone());
+        let (deadline, kill) = (request.limits.deadline, request.kill.clone());
         std::thread::Builder::new()
             .name("wasmlet-guest".into())
             .spawn(move || {
-                let _ = done_tx.send(runtime.run_blocking(&program, &entry, caps, &thread_limits, &thread_kill));
+                let _ = done_tx.send(runtime.run_blocking(request));
             })
             .map_err(|e| RunError::Instantiate(format!("starting the guest thread: {e}")))?;
         let panicked = || RunError::Instantiate("the guest thread panicked".into());
         let status = tokio::select! {
             done = &mut done_rx => return done.unwrap_or_else(|_| Err(panicked())),
             signal = kill.signaled() => ExitStatus::Signaled(signal),
-            () = deadline_passes(limits.deadline) => ExitStatus::DeadlineExceeded,
+            () = deadline_passes(deadline) => ExitStatus::DeadlineExceeded,
         };
         match tokio::time::timeout(STOP_GRACE, done_rx).await {
             Ok(done) => done.unwrap_or_else(|_| Err(panicked())),

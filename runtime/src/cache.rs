@@ -19,7 +19,7 @@ use crate::error::{CacheError, LoadError};
 use crate::program::Compiled;
 use sha2::{Digest as _, Sha256};
 use std::fs::{self, File};
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::component::Component;
@@ -80,10 +80,7 @@ impl CompileCache {
         let compat = hasher.finish_digest().hex();
         let dir = root.join(format!("engine-{}", &compat[..16]));
         fs::create_dir_all(&dir).map_err(CacheError::io(&dir, "create"))?;
-        Ok(Self {
-            dir,
-            counters: Counters::default(),
-        })
+        Ok(Self { dir, counters: Counters::default() })
     }
 
     /// The cache's root (shared by every engine version).
@@ -135,15 +132,8 @@ impl CompileCache {
             Err(Corrupt(why)) => self.evict(digest, &why)?,
         }
         let started = std::time::Instant::now();
-        let code = if component {
-            engine.precompile_component(bytes)
-        } else {
-            engine.precompile_module(bytes)
-        }
-        .map_err(|err| LoadError::Invalid {
-            what: what.to_owned(),
-            message: format!("{err:#}"),
-        })?;
+        let code = if component { engine.precompile_component(bytes) } else { engine.precompile_module(bytes) }
+            .map_err(|err| LoadError::Invalid { what: what.to_owned(), message: format!("{err:#}") })?;
         self.store(digest, &code)?;
         self.counters.compiled.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
@@ -156,7 +146,10 @@ impl CompileCache {
         match self.try_load(engine, digest, component) {
             Ok(Some(compiled)) => Ok((compiled, CacheOutcome::Compiled)),
             Ok(None) => Err(CacheError::Compile(format!("entry for {digest} vanished after it was written")).into()),
-            Err(Corrupt(why)) => Err(CacheError::Compile(format!("entry for {digest} failed its check right after it was written: {why}")).into()),
+            Err(Corrupt(why)) => Err(CacheError::Compile(format!(
+                "entry for {digest} failed its check right after it was written: {why}"
+            ))
+            .into()),
         }
     }
 
@@ -179,12 +172,7 @@ impl CompileCache {
     }
 
     /// `Ok(None)`: no complete entry. `Err(Corrupt)`: an entry that must not be used.
-    fn try_load(
-        &self,
-        engine: &Engine,
-        digest: &Digest,
-        component: bool,
-    ) -> Result<Option<Compiled>, Corrupt> {
+    fn try_load(&self, engine: &Engine, digest: &Digest, component: bool) -> Result<Option<Compiled>, Corrupt> {
         let entry = self.entry_path(digest);
         let expected = match fs::read_to_string(self.sum_path(digest)) {
             Ok(sum) => sum,
@@ -214,9 +202,7 @@ impl CompileCache {
                 Module::deserialize_file(engine, &entry).map(Compiled::Module)
             }
         };
-        loaded
-            .map(Some)
-            .map_err(|e| Corrupt(format!("engine rejected entry: {e:#}")))
+        loaded.map(Some).map_err(|e| Corrupt(format!("engine rejected entry: {e:#}")))
     }
 
     fn evict(&self, digest: &Digest, why: &str) -> Result<(), CacheError> {
@@ -245,16 +231,5 @@ fn checksum_line(code: &[u8]) -> String {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
-    let tmp = path.with_file_name(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        CacheError::io(path, "write")(e)
-    })
+    wasmlet_content::write_atomically(path, bytes, 0o644).map_err(CacheError::io(path, "write"))
 }

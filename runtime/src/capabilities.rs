@@ -94,25 +94,15 @@ impl Capabilities {
             _ => None,
         };
         for preopen in self.preopens.iter().chain(dot.iter()) {
-            let perms = if preopen.read_only {
-                FsPerms::ReadOnly
-            } else {
-                FsPerms::ReadWrite
-            };
-            builder
-                .preopened_dir(&preopen.host, &preopen.guest, perms)
-                .map_err(|source| RunError::Preopen {
-                    host: preopen.host.clone(),
-                    guest: preopen.guest.clone(),
-                    source: anyhow::anyhow!("{source:#}"),
-                })?;
+            let perms = if preopen.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+            builder.preopened_dir(&preopen.host, &preopen.guest, perms).map_err(|source| RunError::Preopen {
+                host: preopen.host.clone(),
+                guest: preopen.guest.clone(),
+                source: anyhow::anyhow!("{source:#}"),
+            })?;
         }
         if self.network {
-            builder
-                .inherit_network()
-                .allow_tcp(true)
-                .allow_udp(true)
-                .allow_ip_name_lookup(true);
+            builder.inherit_network().allow_tcp(true).allow_udp(true).allow_ip_name_lookup(true);
         } else {
             builder.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
         }
@@ -172,11 +162,7 @@ fn resolve_guest_path(preopens: &[Preopen], guest: &str) -> Option<Preopen> {
             Some((p.guest.len(), p, rest))
         })
         .max_by_key(|(len, _, _)| *len)
-        .map(|(_, p, rest)| Preopen {
-            host: p.host.join(rest),
-            guest: ".".into(),
-            read_only: p.read_only,
-        })
+        .map(|(_, p, rest)| Preopen { host: p.host.join(rest), guest: ".".into(), read_only: p.read_only })
         .filter(|p| p.host.is_dir())
 }
 

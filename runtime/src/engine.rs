@@ -39,9 +39,7 @@ fn pooling_config(pool: &PoolConfig) -> PoolingAllocationConfig {
 
 /// Build the engine, with the pooling allocator when `pool` is set and the
 /// address space for it can be reserved; otherwise on-demand (logged).
-pub(crate) fn build_engine(
-    pool: Option<&PoolConfig>,
-) -> wasmtime::Result<(Engine, AllocationStrategy)> {
+pub(crate) fn build_engine(pool: Option<&PoolConfig>) -> wasmtime::Result<(Engine, AllocationStrategy)> {
     if let Some(pool) = pool {
         let mut config = base_config();
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(pool)));

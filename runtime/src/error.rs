@@ -17,7 +17,9 @@ pub enum LoadError {
     InvalidText { what: String, message: String },
     #[error("invalid WebAssembly in {what}: {message}")]
     Invalid { what: String, message: String },
-    #[error("{what} is a precompiled artifact; running one requires --allow-precompiled (only load artifacts you produced)")]
+    #[error(
+        "{what} is a precompiled artifact; running one requires --allow-precompiled (only load artifacts you produced)"
+    )]
     PrecompiledNotAllowed { what: String },
     #[error("precompiled artifact {what} is not compatible with this engine: {message}")]
     IncompatiblePrecompiled { what: String, message: String },

@@ -33,10 +33,7 @@ impl Default for KillSwitch {
 
 impl KillSwitch {
     pub fn new() -> Self {
-        Self {
-            tx: Arc::new(watch::channel(None).0),
-            engine: Arc::default(),
-        }
+        Self { tx: Arc::new(watch::channel(None).0), engine: Arc::default() }
     }
 
     /// Bind to the engine the guest runs on (done by the runtime at run start).

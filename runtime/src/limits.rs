@@ -61,12 +61,7 @@ pub(crate) struct MemoryLimiter {
 
 impl MemoryLimiter {
     pub(crate) fn new(limit: Option<u64>) -> Self {
-        Self {
-            limit,
-            cap: None,
-            in_use: 0,
-            refused: None,
-        }
+        Self { limit, cap: None, in_use: 0, refused: None }
     }
 
     /// The limiter for `limits`: the changeable cap when there is one.
@@ -83,12 +78,7 @@ impl MemoryLimiter {
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         let growth = desired.saturating_sub(current) as u64;
         let wanted = self.in_use.saturating_add(growth);
         let limit = match &self.cap {
@@ -109,12 +99,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(maximum.is_none_or(|max| desired <= max))
     }
 }

@@ -1,11 +1,10 @@
 //! What a piece of Wasm is, and the compiled form the runtime runs.
 
 use crate::digest::Digest;
-use crate::run::{ComponentState, ModuleState};
+use crate::state::{ComponentState, HttpState, ModuleState};
 use std::sync::{Arc, OnceLock};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
-use crate::serve::HttpState;
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
@@ -129,13 +128,6 @@ impl Program {
         &self.inner.compiled
     }
 
-    pub fn as_component(&self) -> Option<&Component> {
-        match &self.inner.compiled {
-            Compiled::Component(c) => Some(c),
-            Compiled::Module(_) => None,
-        }
-    }
-
     /// Linking is done once per program and reused by every run.
     pub(crate) fn module_pre(
         &self,
@@ -192,10 +184,7 @@ impl Program {
 
 impl std::fmt::Debug for Program {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Program")
-            .field("digest", &self.inner.digest)
-            .field("kind", &self.inner.kind)
-            .finish()
+        f.debug_struct("Program").field("digest", &self.inner.digest).field("kind", &self.inner.kind).finish()
     }
 }
 

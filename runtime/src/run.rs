@@ -10,6 +10,7 @@ use crate::exit::{ExitStatus, Outcome};
 use crate::kill::KillSwitch;
 use crate::limits::{Limits, MemoryLimiter};
 use crate::program::{Compiled, Program, ProgramKind, WasmFormat};
+use crate::state::{ComponentState, ModuleState};
 use crate::ticker::EpochTicker;
 use anyhow::Context as _;
 use std::collections::HashMap;
@@ -17,30 +18,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{Engine, ExternType, Module, Store, UpdateDeadline, Val};
-use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
-
-/// Store data of a core-module run.
-pub struct ModuleState {
-    pub(crate) wasi: WasiP1Ctx,
-    pub(crate) limiter: MemoryLimiter,
-}
-
-/// Store data of a component run.
-pub struct ComponentState {
-    ctx: WasiCtx,
-    table: ResourceTable,
-    limiter: MemoryLimiter,
-}
-
-impl WasiView for ComponentState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.ctx,
-            table: &mut self.table,
-        }
-    }
-}
+use wasmtime_wasi::I32Exit;
 
 /// What to call in a program.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -52,6 +30,30 @@ pub enum Entry {
     Export(String),
 }
 
+/// One run of a program: what to call, with which capabilities, under
+/// which limits, stopped by which kill switch.
+pub struct RunRequest {
+    pub program: Program,
+    pub entry: Entry,
+    pub caps: Capabilities,
+    pub limits: Limits,
+    pub kill: KillSwitch,
+}
+
+impl RunRequest {
+    /// `program`'s default entry with no capabilities, no limits and a
+    /// fresh kill switch; set the fields that differ.
+    pub fn new(program: Program) -> Self {
+        Self {
+            program,
+            entry: Entry::Default,
+            caps: Capabilities::default(),
+            limits: Limits::default(),
+            kill: KillSwitch::new(),
+        }
+    }
+}
+
 /// One per process: the warm engine, its linkers, the compile cache, and the
 /// programs loaded so far (by digest).
 pub struct Runtime {
@@ -59,13 +61,13 @@ pub struct Runtime {
     strategy: AllocationStrategy,
     cache: CompileCache,
     ticker: EpochTicker,
-    module_linker: wasmtime::Linker<ModuleState>,
+    pub(crate) module_linker: wasmtime::Linker<ModuleState>,
     /// WASI preview 1 with synchronous host calls: [`Runtime::run_blocking`].
     pub(crate) module_linker_sync: wasmtime::Linker<ModuleState>,
     component_linker: wasmtime::component::Linker<ComponentState>,
     programs: Mutex<HashMap<Digest, Program>>,
     /// Built on first use: only servers of HTTP functions need it.
-    http_linker: std::sync::OnceLock<wasmtime::component::Linker<crate::serve::HttpState>>,
+    http_linker: std::sync::OnceLock<wasmtime::component::Linker<crate::state::HttpState>>,
 }
 
 /// The trap the epoch callback raises to stop a guest for a kill or deadline.
@@ -90,8 +92,8 @@ pub(crate) enum GuestEnd {
 
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
-        let (engine, strategy) = build_engine(config.pool.as_ref())
-            .map_err(|e| anyhow::anyhow!("creating the wasmtime engine: {e:#}"))?;
+        let (engine, strategy) =
+            build_engine(config.pool.as_ref()).map_err(|e| anyhow::anyhow!("creating the wasmtime engine: {e:#}"))?;
         let cache = CompileCache::open(&config.cache_dir, &engine)?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick).context("starting the epoch ticker")?;
         let mut module_linker = wasmtime::Linker::new(&engine);
@@ -133,15 +135,17 @@ impl Runtime {
         if allow_precompiled && Engine::detect_precompiled_file(path).ok().flatten().is_some() {
             return self.load_precompiled_file(path, &what);
         }
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
         self.load_bytes(&bytes, &what, allow_precompiled)
     }
 
     /// Load Wasm from memory (see [`Runtime::load_file`]); `what` names it in errors.
-    pub fn load_bytes(&self, bytes: &[u8], what: &str, allow_precompiled: bool) -> Result<(Program, CacheOutcome), LoadError> {
+    pub fn load_bytes(
+        &self,
+        bytes: &[u8],
+        what: &str,
+        allow_precompiled: bool,
+    ) -> Result<(Program, CacheOutcome), LoadError> {
         let format = WasmFormat::detect(bytes).ok_or_else(|| LoadError::NotWasm {
             what: what.to_owned(),
             magic: bytes.iter().take(8).copied().collect(),
@@ -152,10 +156,8 @@ impl Runtime {
                 self.load_binary(bytes, digest, format == WasmFormat::Component, what)
             }
             WasmFormat::Text => {
-                let binary = wat::parse_bytes(bytes).map_err(|e| LoadError::InvalidText {
-                    what: what.to_owned(),
-                    message: e.to_string(),
-                })?;
+                let binary = wat::parse_bytes(bytes)
+                    .map_err(|e| LoadError::InvalidText { what: what.to_owned(), message: e.to_string() })?;
                 let digest = Digest::of(&binary);
                 let component = WasmFormat::detect(&binary) == Some(WasmFormat::Component);
                 self.load_binary(&binary, digest, component, what)
@@ -174,10 +176,7 @@ impl Runtime {
                         Module::deserialize(&self.engine, bytes).map(Compiled::Module)
                     }
                 }
-                .map_err(|e| LoadError::IncompatiblePrecompiled {
-                    what: what.to_owned(),
-                    message: format!("{e:#}"),
-                })?;
+                .map_err(|e| LoadError::IncompatiblePrecompiled { what: what.to_owned(), message: format!("{e:#}") })?;
                 Ok((Program::new(&self.engine, digest, compiled), CacheOutcome::Precompiled))
             }
         }
@@ -185,38 +184,42 @@ impl Runtime {
 
     /// Load Wasm binary bytes whose digest the caller already verified (e.g.
     /// a registry blob), keyed in the cache by that digest.
-    pub fn load_verified(&self, bytes: &[u8], digest: Digest, what: &str) -> Result<(Program, CacheOutcome), LoadError> {
+    pub fn load_verified(
+        &self,
+        bytes: &[u8],
+        digest: Digest,
+        what: &str,
+    ) -> Result<(Program, CacheOutcome), LoadError> {
         match WasmFormat::detect(bytes) {
             Some(WasmFormat::Module) => self.load_binary(bytes, digest, false, what),
             Some(WasmFormat::Component) => self.load_binary(bytes, digest, true, what),
-            _ => Err(LoadError::NotWasm {
-                what: what.to_owned(),
-                magic: bytes.iter().take(8).copied().collect(),
-            }),
+            _ => Err(LoadError::NotWasm { what: what.to_owned(), magic: bytes.iter().take(8).copied().collect() }),
         }
     }
 
     fn load_precompiled_file(&self, path: &Path, what: &str) -> Result<(Program, CacheOutcome), LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
         let digest = Digest::of(&bytes);
         // SAFETY: the caller vouched for this file (--allow-precompiled).
         let compiled = unsafe {
             match Engine::detect_precompiled(&bytes) {
-                Some(wasmtime::Precompiled::Component) => Component::deserialize_file(&self.engine, path).map(Compiled::Component),
+                Some(wasmtime::Precompiled::Component) => {
+                    Component::deserialize_file(&self.engine, path).map(Compiled::Component)
+                }
                 _ => Module::deserialize_file(&self.engine, path).map(Compiled::Module),
             }
         }
-        .map_err(|e| LoadError::IncompatiblePrecompiled {
-            what: what.to_owned(),
-            message: format!("{e:#}"),
-        })?;
+        .map_err(|e| LoadError::IncompatiblePrecompiled { what: what.to_owned(), message: format!("{e:#}") })?;
         Ok((Program::new(&self.engine, digest, compiled), CacheOutcome::Precompiled))
     }
 
-    fn load_binary(&self, bytes: &[u8], digest: Digest, component: bool, what: &str) -> Result<(Program, CacheOutcome), LoadError> {
+    fn load_binary(
+        &self,
+        bytes: &[u8],
+        digest: Digest,
+        component: bool,
+        what: &str,
+    ) -> Result<(Program, CacheOutcome), LoadError> {
         if let Some(program) = self.programs_lock().get(&digest) {
             return Ok((program.clone(), CacheOutcome::Memory));
         }
@@ -243,7 +246,9 @@ impl Runtime {
         let unknown = |e: wasmtime::Error| RunError::UnknownImport(link_error_message(&e));
         match (program.compiled(), program.kind()) {
             // Modules run through `run_blocking`'s synchronous linker.
-            (Compiled::Module(module), _) => program.module_pre_sync(&self.module_linker_sync, module).map(drop).map_err(unknown),
+            (Compiled::Module(module), _) => {
+                program.module_pre_sync(&self.module_linker_sync, module).map(drop).map_err(unknown)
+            }
             (Compiled::Component(component), ProgramKind::Command) => {
                 program.command_pre(&self.component_linker, component).map(drop).map_err(unknown)
             }
@@ -254,10 +259,17 @@ impl Runtime {
         }
     }
 
-    /// Run `program` with exactly `caps`, under `limits`, until it ends or
-    /// `kill` fires. `Err` means the guest never started (bad link, missing
-    /// export, unusable preopen); everything after that is an [`Outcome`].
-    pub async fn run(
+    /// Run a program with exactly its capabilities, under its limits,
+    /// until it ends or its kill switch fires, on the caller's executor.
+    /// `Err` means the guest never started (bad link, missing export,
+    /// unusable preopen); everything after that is an [`Outcome`].
+    pub async fn run(&self, request: RunRequest) -> Result<Outcome, RunError> {
+        let RunRequest { program, entry, caps, limits, kill } = request;
+        self.run_with(&program, &entry, caps, &limits, &kill).await
+    }
+
+    /// [`Runtime::run`] on borrowed parts (the async style for modules).
+    pub(crate) async fn run_with(
         &self,
         program: &Program,
         entry: &Entry,
@@ -266,12 +278,15 @@ impl Runtime {
         kill: &KillSwitch,
     ) -> Result<Outcome, RunError> {
         match (program.compiled(), program.kind()) {
-            (Compiled::Module(module), _) => self.run_module(program, module, entry, caps, limits, kill).await,
+            (Compiled::Module(module), _) => {
+                self.run_module(crate::module_run::Asynchronous, program, module, entry, caps, limits, kill).await
+            }
             (Compiled::Component(component), ProgramKind::Command) => {
                 if let Entry::Export(name) = entry {
                     return Err(RunError::UninvokableExport {
                         name: name.clone(),
-                        why: "components run through `wasi:cli/run`; invoking other component exports is not supported".into(),
+                        why: "components run through `wasi:cli/run`; invoking other component exports is not supported"
+                            .into(),
                     });
                 }
                 self.run_command(program, component, caps, limits, kill).await
@@ -282,95 +297,6 @@ impl Runtime {
             ))),
             (Compiled::Component(_), _) => Err(RunError::NotACommand(format!("component {}", program.digest()))),
         }
-    }
-
-    /// What both ways of running a module start from: the checked entry,
-    /// the linked program (synchronous or async WASI, as `yielding` implies)
-    /// and a fresh store with the guest's capabilities and limits.
-    pub(crate) fn prepare_module(
-        &self,
-        program: &Program,
-        module: &Module,
-        entry: &Entry,
-        caps: Capabilities,
-        limits: &Limits,
-        kill: &KillSwitch,
-        yielding: Yielding,
-    ) -> Result<ModuleRun, RunError> {
-        let export = if matches!(entry, Entry::Default) && program.start_checked() {
-            "_start".to_owned()
-        } else {
-            let export = resolve_module_entry(module, entry)?;
-            if matches!(entry, Entry::Default) {
-                program.mark_start_checked();
-            }
-            export
-        };
-        let pre = match yielding {
-            Yielding::ToExecutor => program.module_pre(&self.module_linker, module),
-            Yielding::Never => program.module_pre_sync(&self.module_linker_sync, module),
-        }
-        .map_err(|e| RunError::UnknownImport(link_error_message(&e)))?;
-        let wasi = caps.into_builder(true)?.build_p1();
-        let mut store = self.new_store(
-            ModuleState {
-                wasi,
-                limiter: MemoryLimiter::for_limits(limits),
-            },
-            limits,
-            kill,
-            yielding,
-        );
-        store.limiter(|s| &mut s.limiter);
-        Ok(ModuleRun { export, pre, store })
-    }
-
-    async fn run_module(
-        &self,
-        program: &Program,
-        module: &Module,
-        entry: &Entry,
-        caps: Capabilities,
-        limits: &Limits,
-        kill: &KillSwitch,
-    ) -> Result<Outcome, RunError> {
-        let ModuleRun { export, pre, mut store } = self.prepare_module(program, module, entry, caps, limits, kill, Yielding::ToExecutor)?;
-        let reactor_init = matches!(entry, Entry::Export(_)) && module.get_export("_initialize").is_some();
-        let guest = async {
-            let instance = match pre.instantiate_async(&mut store).await {
-                Ok(instance) => instance,
-                Err(e) => return GuestEnd::Instantiate(e),
-            };
-            if reactor_init {
-                if let Some(init) = instance.get_func(&mut store, "_initialize") {
-                    if let Err(e) = init.call_async(&mut store, &[], &mut []).await {
-                        return GuestEnd::Failed(e);
-                    }
-                }
-            }
-            if matches!(entry, Entry::Default) {
-                // `_start` is `() -> ()` (checked by resolve_module_entry): a
-                // typed call skips building a type and a results vector.
-                let start = match instance.get_typed_func::<(), ()>(&mut store, "_start") {
-                    Ok(start) => start,
-                    Err(e) => return GuestEnd::Instantiate(e),
-                };
-                return match start.call_async(&mut store, ()).await {
-                    Ok(()) => GuestEnd::Returned(Vec::new()),
-                    Err(e) => GuestEnd::Failed(e),
-                };
-            }
-            let Some(func) = instance.get_func(&mut store, &export) else {
-                return GuestEnd::Instantiate(wasmtime::format_err!("export `{export}` vanished"));
-            };
-            let mut results = vec![Val::I32(0); func.ty(&store).results().len()];
-            match func.call_async(&mut store, &[], &mut results).await {
-                Ok(()) => GuestEnd::Returned(results),
-                Err(e) => GuestEnd::Failed(e),
-            }
-        };
-        let end = self.race(guest, limits, kill).await;
-        classify(end, store.data().limiter.refusal())
     }
 
     async fn run_command(
@@ -386,11 +312,7 @@ impl Runtime {
             .map_err(|e| RunError::UnknownImport(link_error_message(&e)))?;
         let ctx = caps.into_builder(true)?.build();
         let mut store = self.new_store(
-            ComponentState {
-                ctx,
-                table: ResourceTable::new(),
-                limiter: MemoryLimiter::for_limits(limits),
-            },
+            ComponentState { ctx, table: ResourceTable::new(), limiter: MemoryLimiter::for_limits(limits) },
             limits,
             kill,
             Yielding::ToExecutor,
@@ -412,7 +334,7 @@ impl Runtime {
     }
 
     /// The linker for `wasi:http/proxy` components.
-    pub(crate) fn http_linker(&self) -> Result<&wasmtime::component::Linker<crate::serve::HttpState>, RunError> {
+    pub(crate) fn http_linker(&self) -> Result<&wasmtime::component::Linker<crate::state::HttpState>, RunError> {
         if let Some(linker) = self.http_linker.get() {
             return Ok(linker);
         }
@@ -430,7 +352,13 @@ impl Runtime {
         self.ticker.running()
     }
 
-    pub(crate) fn new_store<T: 'static>(&self, data: T, limits: &Limits, kill: &KillSwitch, yielding: Yielding) -> Store<T> {
+    pub(crate) fn new_store<T: 'static>(
+        &self,
+        data: T,
+        limits: &Limits,
+        kill: &KillSwitch,
+        yielding: Yielding,
+    ) -> Store<T> {
         let mut store = Store::new(&self.engine, data);
         // At every epoch tick a running guest checks for a kill or a passed
         // deadline (and traps with `Interrupted`), else yields to its executor
@@ -455,7 +383,7 @@ impl Runtime {
 
     /// Drive the guest until it ends, `kill` fires, or the deadline passes.
     /// Dropping the guest future unwinds its fiber, wherever it is.
-    async fn race(
+    pub(crate) async fn race(
         &self,
         guest: impl std::future::Future<Output = GuestEnd>,
         limits: &Limits,
@@ -491,13 +419,6 @@ pub(crate) fn stopped_by_epoch(end: GuestEnd, kill: &KillSwitch) -> Result<Guest
     }
 }
 
-/// A module run, ready to instantiate.
-pub(crate) struct ModuleRun {
-    pub(crate) export: String,
-    pub(crate) pre: wasmtime::InstancePre<ModuleState>,
-    pub(crate) store: Store<ModuleState>,
-}
-
 /// What a running guest does at an epoch tick when it is not stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Yielding {
@@ -511,29 +432,20 @@ pub(crate) fn resolve_module_entry(module: &Module, entry: &Entry) -> Result<Str
     let name = match entry {
         Entry::Default => {
             if module.get_export("_start").is_none() {
-                return Err(RunError::NotACommand(format!(
-                    "module (exports: {})",
-                    export_names(module)
-                )));
+                return Err(RunError::NotACommand(format!("module (exports: {})", export_names(module))));
             }
             "_start".to_owned()
         }
         Entry::Export(name) => name.clone(),
     };
     match module.get_export(&name) {
-        None => Err(RunError::MissingExport {
-            name,
-            available: export_names(module),
-        }),
+        None => Err(RunError::MissingExport { name, available: export_names(module) }),
         Some(ExternType::Func(ty)) if ty.params().len() == 0 => Ok(name),
         Some(ExternType::Func(ty)) => Err(RunError::UninvokableExport {
             name,
             why: format!("it takes {} parameter(s); only exports without parameters can be invoked", ty.params().len()),
         }),
-        Some(_) => Err(RunError::UninvokableExport {
-            name,
-            why: "it is not a function".into(),
-        }),
+        Some(_) => Err(RunError::UninvokableExport { name, why: "it is not a function".into() }),
     }
 }
 
@@ -557,10 +469,7 @@ pub(crate) fn classify(end: Result<GuestEnd, ExitStatus>, oom: Option<&str>) -> 
     let status = match end {
         Err(stopped) => stopped,
         Ok(GuestEnd::Returned(results)) => {
-            return Ok(Outcome {
-                status: ExitStatus::Exited(0),
-                results: results.iter().map(format_val).collect(),
-            })
+            return Ok(Outcome { status: ExitStatus::Exited(0), results: results.iter().map(format_val).collect() })
         }
         Ok(GuestEnd::CommandFailed) => ExitStatus::Exited(1),
         Ok(GuestEnd::Instantiate(e)) => match oom {
@@ -577,10 +486,7 @@ pub(crate) fn classify(end: Result<GuestEnd, ExitStatus>, oom: Option<&str>) -> 
             }
         }
     };
-    Ok(Outcome {
-        status,
-        results: Vec::new(),
-    })
+    Ok(Outcome { status, results: Vec::new() })
 }
 
 fn format_val(val: &Val) -> String {

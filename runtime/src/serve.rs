@@ -27,6 +27,7 @@ use crate::kill::KillSwitch;
 use crate::limits::{Limits, MemoryLimiter};
 use crate::program::{Compiled, Program, ProgramKind};
 use crate::run::Runtime;
+use crate::state::{HttpHooks, HttpState};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Request, Response, StatusCode};
@@ -38,11 +39,11 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use wasmtime::component::ResourceTable;
 use wasmtime::Store;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
 
 /// The executor to serve on: with `threads <= 1` a current-thread runtime,
 /// so a request is accepted, run and answered on one thread. Measured here,
@@ -52,66 +53,7 @@ pub fn serve_executor(threads: usize) -> std::io::Result<tokio::runtime::Runtime
     if threads <= 1 {
         return tokio::runtime::Builder::new_current_thread().enable_all().build();
     }
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name("wasmlet-http")
-        .enable_all()
-        .build()
-}
-
-/// Store data of one request.
-pub struct HttpState {
-    ctx: WasiCtx,
-    http: WasiHttpCtx,
-    table: ResourceTable,
-    limiter: MemoryLimiter,
-    hooks: HttpHooks,
-}
-
-impl WasiView for HttpState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.ctx,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl WasiHttpView for HttpState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.hooks,
-        }
-    }
-}
-
-/// Outgoing HTTP follows the network grant: denied unless it is given.
-struct HttpHooks {
-    network: bool,
-}
-
-impl WasiHttpHooks for HttpHooks {
-    fn send_request(
-        &mut self,
-        request: http::Request<wasmtime_wasi_http::WasiBody>,
-        options: Option<wasmtime_wasi_http::RequestOptions>,
-        fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-    ) -> Box<
-        dyn std::future::Future<
-                Output = wasmtime_wasi_http::Result<(
-                    http::Response<wasmtime_wasi_http::WasiBody>,
-                    Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-                )>,
-            > + Send,
-    > {
-        if self.network {
-            let default: &mut dyn WasiHttpHooks = wasmtime_wasi_http::default_hooks();
-            return default.send_request(request, options, fut);
-        }
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
-    }
+    tokio::runtime::Builder::new_multi_thread().worker_threads(threads).thread_name("wasmlet-http").enable_all().build()
 }
 
 /// How a server admits and bounds requests.
@@ -129,12 +71,7 @@ pub struct ServeConfig {
 
 impl Default for ServeConfig {
     fn default() -> Self {
-        Self {
-            max_in_flight: 64,
-            max_queued: 1024,
-            request_timeout: Duration::from_secs(30),
-            max_body_bytes: 64 << 20,
-        }
+        Self { max_in_flight: 64, max_queued: 1024, request_timeout: Duration::from_secs(30), max_body_bytes: 64 << 20 }
     }
 }
 
@@ -232,6 +169,35 @@ impl HttpServer {
         &self.inner.stats
     }
 
+    /// [`HttpServer::serve`] on an executor of its own ([`serve_executor`]
+    /// with `threads`), blocking the calling thread until `stop` fires.
+    /// `on_listening` runs on that executor first (to print the address,
+    /// or to spawn signal forwarders).
+    pub fn serve_blocking(
+        &self,
+        listener: std::net::TcpListener,
+        threads: usize,
+        stop: &KillSwitch,
+        on_listening: impl FnOnce(std::net::SocketAddr),
+    ) -> std::io::Result<Outcome> {
+        let executor = serve_executor(threads)?;
+        listener.set_nonblocking(true)?;
+        // std binds with a backlog of 128; take tokio's 1024 so bursts of
+        // new connections are not refused. Listening again only resizes it.
+        // SAFETY: listen(2) on a socket the listener owns.
+        if unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 1024) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let outcome = executor.block_on(async {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            on_listening(listener.local_addr()?);
+            Ok(self.serve(listener, stop).await)
+        });
+        // Requests still streaming after a SIGKILL must not hold the exit.
+        executor.shutdown_timeout(Duration::from_millis(100));
+        outcome
+    }
+
     /// Accept HTTP/1.1 and h2c connections on `listener` until `stop` fires.
     pub async fn serve(&self, listener: tokio::net::TcpListener, stop: &KillSwitch) -> Outcome {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -267,7 +233,11 @@ impl HttpServer {
         drop(listener);
         let signal = stop.signal().unwrap_or(libc::SIGTERM);
         if signal != libc::SIGKILL {
-            tracing::info!(signal, in_flight = self.inner.stats.live_instances.load(Ordering::Relaxed), "stopping: draining in-flight requests");
+            tracing::info!(
+                signal,
+                in_flight = self.inner.stats.live_instances.load(Ordering::Relaxed),
+                "stopping: draining in-flight requests"
+            );
             tokio::select! {
                 () = graceful.shutdown() => {
                     tracing::info!("drained; exiting");
@@ -277,10 +247,7 @@ impl HttpServer {
             }
         }
         self.inner.hard_kill.kill(libc::SIGKILL);
-        Outcome {
-            status: ExitStatus::Signaled(libc::SIGKILL),
-            results: Vec::new(),
-        }
+        Outcome { status: ExitStatus::Signaled(libc::SIGKILL), results: Vec::new() }
     }
 
     /// Answer one request with a fresh instance.
@@ -324,17 +291,19 @@ impl HttpServer {
         permit.ok()?.ok()
     }
 
-    async fn run_guest<B>(&self, req: Request<B>, deadline: tokio::time::Instant) -> Result<ServeResponse, (StatusCode, String)>
+    async fn run_guest<B>(
+        &self,
+        req: Request<B>,
+        deadline: tokio::time::Instant,
+    ) -> Result<ServeResponse, (StatusCode, String)>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error> + std::error::Error + Send + Sync + 'static,
     {
         let inner = self.inner.clone();
         let internal = |what: &str, e: wasmtime::Error| (StatusCode::INTERNAL_SERVER_ERROR, format!("{what}: {e:#}"));
-        let mut builder = inner
-            .caps
-            .builder_without_stdio(true)
-            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let mut builder =
+            inner.caps.builder_without_stdio(true).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         set_output(&mut builder, Stream::Stdout, inner.stdout.clone());
         set_output(&mut builder, Stream::Stderr, inner.stderr.clone());
         let wasi = builder.build();
@@ -343,16 +312,15 @@ impl HttpServer {
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::for_limits(&inner.limits),
-            hooks: HttpHooks {
-                network: inner.caps.network,
-            },
+            hooks: HttpHooks { network: inner.caps.network },
         };
         let limits = Limits {
             memory: inner.limits.memory,
             memory_cap: inner.limits.memory_cap.clone(),
             deadline: Some(deadline.saturating_duration_since(tokio::time::Instant::now())),
         };
-        let mut store: Store<HttpState> = inner.runtime.new_store(state, &limits, &inner.hard_kill, crate::run::Yielding::ToExecutor);
+        let mut store: Store<HttpState> =
+            inner.runtime.new_store(state, &limits, &inner.hard_kill, crate::run::Yielding::ToExecutor);
         store.limiter(|s| &mut s.limiter);
         let max_body = inner.config.max_body_bytes;
         let req = req.map(move |body| {
@@ -393,15 +361,21 @@ impl HttpServer {
                     .await
                     .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("the function's task failed: {e}")))?;
                 Err(match result {
-                    Err(_elapsed) => (StatusCode::GATEWAY_TIMEOUT, format!("the function did not answer within {timeout:?}")),
+                    Err(_elapsed) => {
+                        (StatusCode::GATEWAY_TIMEOUT, format!("the function did not answer within {timeout:?}"))
+                    }
                     Ok(Err(e)) if e.is::<crate::run::Interrupted>() => {
                         (StatusCode::GATEWAY_TIMEOUT, format!("the function did not answer within {timeout:?}"))
                     }
                     Ok(Err(e)) => match oom {
-                        Some(why) => (StatusCode::INTERNAL_SERVER_ERROR, format!("the function ran out of memory: {why}")),
+                        Some(why) => {
+                            (StatusCode::INTERNAL_SERVER_ERROR, format!("the function ran out of memory: {why}"))
+                        }
                         None => (StatusCode::INTERNAL_SERVER_ERROR, format!("the function trapped: {e:#}")),
                     },
-                    Ok(Ok(())) => (StatusCode::INTERNAL_SERVER_ERROR, "the function returned without setting a response".into()),
+                    Ok(Ok(())) => {
+                        (StatusCode::INTERNAL_SERVER_ERROR, "the function returned without setting a response".into())
+                    }
                 })
             }
         }
@@ -417,18 +391,11 @@ fn kind_name(kind: ProgramKind) -> &'static str {
 }
 
 fn content_length<B>(req: &Request<B>) -> Option<u64> {
-    req.headers()
-        .get(http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
+    req.headers().get(http::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 fn plain(status: StatusCode, body: &str) -> ServeResponse {
-    let body = Full::new(Bytes::from(body.to_owned()))
-        .map_err(|never| match never {})
-        .boxed_unsync();
+    let body = Full::new(Bytes::from(body.to_owned())).map_err(|never| match never {}).boxed_unsync();
     let mut response = Response::new(body);
     *response.status_mut() = status;
     response
@@ -436,4 +403,3 @@ fn plain(status: StatusCode, body: &str) -> ServeResponse {
         .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }
-

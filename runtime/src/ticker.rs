@@ -54,9 +54,7 @@ impl EpochTicker {
         // A parked ticker is not woken here: it polls every PARKED_POLL, so
         // the first request after idle pays no cross-thread wake-up (costly in
         // VMs). A kill still bumps the epoch itself, at once.
-        Running {
-            shared: self.shared.clone(),
-        }
+        Running { shared: self.shared.clone() }
     }
 }
 
@@ -90,11 +88,8 @@ fn tick_loop(shared: &Shared, engine: &Engine, period: Duration) {
             } else if idle_since.get_or_insert_with(std::time::Instant::now).elapsed() >= LINGER {
                 idle_since = None;
                 while state.running == 0 && !state.shutdown {
-                    state = shared
-                        .wake
-                        .wait_timeout(state, PARKED_POLL)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .0;
+                    state =
+                        shared.wake.wait_timeout(state, PARKED_POLL).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
                 }
             }
             if state.shutdown {

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use wasmlet_runtime::{Capabilities, HttpServer, Limits, Runtime, RuntimeConfig, ServeConfig};
 
 fn http_guest(name: &str) -> std::path::PathBuf {
-    let path = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()))
-        .join("../target/guests/wasm32-wasip2/release")
-        .join(format!("http_{name}.wasm"));
+    let path = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../target/guests/wasm32-wasip2/release")
+    .join(format!("http_{name}.wasm"));
     assert!(path.exists(), "{} missing: run scripts/build-guests", path.display());
     path
 }
@@ -19,14 +21,11 @@ fn http_guest(name: &str) -> std::path::PathBuf {
 fn instances_live_only_while_requests_run() {
     let cache = tempfile::tempdir().unwrap();
     let runtime = Arc::new(
-        Runtime::new(RuntimeConfig {
-            cache_dir: cache.path().to_owned(),
-            ..RuntimeConfig::default()
-        })
-        .unwrap(),
+        Runtime::new(RuntimeConfig { cache_dir: cache.path().to_owned(), ..RuntimeConfig::default() }).unwrap(),
     );
     let (program, _) = runtime.load_file(&http_guest("echo"), false).unwrap();
-    let server = HttpServer::new(runtime, &program, Capabilities::default(), Limits::default(), ServeConfig::default()).unwrap();
+    let server =
+        HttpServer::new(runtime, &program, Capabilities::default(), Limits::default(), ServeConfig::default()).unwrap();
     let executor = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     executor.block_on(async {
         assert_eq!(server.stats().live_instances.load(Ordering::Relaxed), 0);

@@ -4,20 +4,20 @@
 
 use std::time::{Duration, Instant};
 use wasmlet_runtime::{
-    AllocationStrategy, CacheOutcome, Capabilities, Entry, ExitStatus, KillSwitch, Limits, Outcome, Program, Runtime,
-    RuntimeConfig, StdoutSink,
+    AllocationStrategy, CacheOutcome, Capabilities, Entry, ExitStatus, KillSwitch, Limits, Outcome, Program,
+    RunRequest, Runtime, RuntimeConfig, StdoutSink,
 };
 
 fn runtime(cache: &std::path::Path) -> Runtime {
-    Runtime::new(RuntimeConfig {
-        cache_dir: cache.to_owned(),
-        ..RuntimeConfig::default()
-    })
-    .expect("runtime")
+    Runtime::new(RuntimeConfig { cache_dir: cache.to_owned(), ..RuntimeConfig::default() }).expect("runtime")
 }
 
 fn wat(name: &str) -> Vec<u8> {
-    let path = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())).join("../examples/guests/wat").join(format!("{name}.wat"));
+    let path = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../examples/guests/wat")
+    .join(format!("{name}.wat"));
     wat::parse_file(path).expect("wat")
 }
 
@@ -36,10 +36,14 @@ const PATHS: [Path; 2] = [Path::Blocking, Path::Async];
 
 fn run(path: Path, rt: &Runtime, program: &Program, caps: Capabilities, limits: &Limits, kill: &KillSwitch) -> Outcome {
     match path {
-        Path::Blocking => rt.run_blocking(program, &Entry::Default, caps, limits, kill),
-        Path::Async => executor().block_on(rt.run(program, &Entry::Default, caps, limits, kill)),
+        Path::Blocking => rt.run_blocking(request(program, caps, limits, kill)),
+        Path::Async => executor().block_on(rt.run(request(program, caps, limits, kill))),
     }
     .unwrap()
+}
+
+fn request(program: &Program, caps: Capabilities, limits: &Limits, kill: &KillSwitch) -> RunRequest {
+    RunRequest { program: program.clone(), entry: Entry::Default, caps, limits: limits.clone(), kill: kill.clone() }
 }
 
 #[test]
@@ -109,10 +113,7 @@ fn kill_before_start_never_runs_the_guest() {
         kill.kill(libc::SIGKILL);
         kill.kill(libc::SIGTERM); // the first signal wins
         let out = tempfile::NamedTempFile::new().unwrap();
-        let caps = Capabilities {
-            stdout: StdoutSink::File(out.reopen().unwrap()),
-            ..Default::default()
-        };
+        let caps = Capabilities { stdout: StdoutSink::File(out.reopen().unwrap()), ..Default::default() };
         let outcome = run(path, &rt, &program, caps, &Limits::default(), &kill);
         assert_eq!(outcome.code(), 137, "{path:?}");
         assert_eq!(std::fs::read_to_string(out.path()).unwrap(), "", "{path:?}");
@@ -124,10 +125,7 @@ fn deadline_stops_a_tight_loop() {
     let cache = tempfile::tempdir().unwrap();
     let rt = runtime(cache.path());
     let (program, _) = rt.load_bytes(&wat("loop"), "loop.wat", false).unwrap();
-    let limits = Limits {
-        deadline: Some(Duration::from_millis(150)),
-        ..Default::default()
-    };
+    let limits = Limits { deadline: Some(Duration::from_millis(150)), ..Default::default() };
     let mut took = Vec::new();
     for path in [Path::Blocking, Path::Async, Path::Blocking, Path::Async] {
         let started = Instant::now();
@@ -149,7 +147,14 @@ fn memory_limit_makes_grow_fail_and_exceeding_initial_memory_is_oom() {
     let (hello, _) = rt.load_bytes(&wat("hello"), "hello.wat", false).unwrap();
     for path in PATHS {
         let limited = |program, memory| {
-            run(path, &rt, program, Capabilities::default(), &Limits { memory, ..Default::default() }, &KillSwitch::new())
+            run(
+                path,
+                &rt,
+                program,
+                Capabilities::default(),
+                &Limits { memory, ..Default::default() },
+                &KillSwitch::new(),
+            )
         };
         assert_eq!(limited(&memgrow, Some(3 << 20)).status, ExitStatus::Exited(3), "{path:?}");
         assert_eq!(limited(&memgrow, Some((3 << 20) + 65535)).status, ExitStatus::Exited(3), "{path:?}");
@@ -174,26 +179,18 @@ fn a_guest_blocked_in_a_host_call_is_reported_stopped_after_the_grace() {
             Instant::now()
         })
     };
-    let outcome = executor()
-        .block_on(rt.run_on_thread(program.clone(), Entry::Default, Capabilities::default(), Limits::default(), kill))
-        .unwrap();
+    let outcome =
+        executor().block_on(rt.run_on_thread(RunRequest { kill, ..RunRequest::new(program.clone()) })).unwrap();
     let waited = killer.join().unwrap().elapsed();
     assert_eq!((outcome.code(), outcome.status), (143, ExitStatus::Signaled(libc::SIGTERM)));
     assert!(waited >= wasmlet_runtime::STOP_GRACE && waited < Duration::from_secs(2), "reported after {waited:?}");
 
     // A deadline, likewise; and a guest that finishes is simply awaited.
-    let limits = Limits {
-        deadline: Some(Duration::from_millis(100)),
-        ..Default::default()
-    };
-    let outcome = executor()
-        .block_on(rt.run_on_thread(program, Entry::Default, Capabilities::default(), limits, KillSwitch::new()))
-        .unwrap();
+    let limits = Limits { deadline: Some(Duration::from_millis(100)), ..Default::default() };
+    let outcome = executor().block_on(rt.run_on_thread(RunRequest { limits, ..RunRequest::new(program) })).unwrap();
     assert_eq!(outcome.status, ExitStatus::DeadlineExceeded);
     let (hello, _) = rt.load_bytes(&wat("hello"), "hello.wat", false).unwrap();
-    let outcome = executor()
-        .block_on(rt.run_on_thread(hello, Entry::Default, Capabilities::default(), Limits::default(), KillSwitch::new()))
-        .unwrap();
+    let outcome = executor().block_on(rt.run_on_thread(RunRequest::new(hello))).unwrap();
     assert_eq!(outcome.status, ExitStatus::Exited(0));
 }
 
@@ -206,9 +203,7 @@ fn pool_holds_1000_concurrent_instances() {
     let mut alive = Vec::new();
     for i in 0..1000 {
         let mut store = wasmtime::Store::new(rt.engine(), ());
-        let instance = linker
-            .instantiate(&mut store, &module)
-            .unwrap_or_else(|e| panic!("instance {i}: {e:#}"));
+        let instance = linker.instantiate(&mut store, &module).unwrap_or_else(|e| panic!("instance {i}: {e:#}"));
         alive.push((store, instance));
     }
     assert_eq!(alive.len(), 1000);
@@ -234,7 +229,9 @@ fn two_threads_compiling_one_digest_compile_once() {
     let cache = tempfile::tempdir().unwrap();
     let mut wat_text = String::from("(module\n");
     for i in 0..2000 {
-        wat_text.push_str(&format!("(func (export \"f{i}\") (param i32) (result i32) (i32.mul (local.get 0) (i32.const {i})))\n"));
+        wat_text.push_str(&format!(
+            "(func (export \"f{i}\") (param i32) (result i32) (i32.mul (local.get 0) (i32.const {i})))\n"
+        ));
     }
     wat_text.push(')');
     let bytes = wat::parse_str(&wat_text).unwrap();

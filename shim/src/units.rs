@@ -22,9 +22,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "Ti" | "TiB" => 1 << 40,
         other => return Err(format!("invalid size `{text}`: unknown unit `{other}` (use Ki, Mi, Gi, K, M, G)")),
     };
-    number
-        .checked_mul(factor)
-        .ok_or_else(|| format!("invalid size `{text}`: too large"))
+    number.checked_mul(factor).ok_or_else(|| format!("invalid size `{text}`: too large"))
 }
 
 /// A duration from `N` plus `ms`, `s`, `m` or `h` (`1.5s` allowed).
@@ -34,9 +32,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .ok_or_else(|| format!("invalid duration `{text}`: missing unit (ms, s, m, h)"))?;
     let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration `{text}`: expected a number with a unit like 5s"))?;
+    let number: f64 =
+        number.parse().map_err(|_| format!("invalid duration `{text}`: expected a number with a unit like 5s"))?;
     let seconds = match unit {
         "ms" => number / 1e3,
         "s" => number,

@@ -30,28 +30,21 @@ pub fn import_pause_image(c: &Containerd) {
         .expect("gcc");
     assert!(status.success());
     let bytes = std::fs::read(&pause).unwrap();
-    let archive = crate::oci::image_archive(work.path(), "wasmlet.local/pause:latest", &[("/pause", &bytes, 0o755)], &["/pause"]);
+    let archive =
+        crate::oci::image_archive(work.path(), "wasmlet.local/pause:latest", &[("/pause", &bytes, 0o755)], &["/pause"]);
     import_k8s(c, &archive);
 }
 
 /// `ctr -n k8s.io images import`: where the CRI plugin looks for images.
 pub fn import_k8s(c: &Containerd, archive: &std::path::Path) {
-    let out = c
-        .ctr_in("k8s.io")
-        .args(["images", "import", "--all-platforms"])
-        .arg(archive)
-        .output()
-        .unwrap();
+    let out = c.ctr_in("k8s.io").args(["images", "import", "--all-platforms"]).arg(archive).output().unwrap();
     assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 impl Cri {
     pub async fn connect(c: &Containerd) -> Self {
         let channel = containerd_client::connect(&c.address).await.expect("connect to containerd");
-        Self {
-            runtime: RuntimeServiceClient::new(channel.clone()),
-            images: ImageServiceClient::new(channel),
-        }
+        Self { runtime: RuntimeServiceClient::new(channel.clone()), images: ImageServiceClient::new(channel) }
     }
 
     /// A pod on the pod network (CNI: its own network namespace), with its
@@ -59,11 +52,8 @@ impl Cri {
     pub fn pod_network_config(name: &str, hostname: &str, log_dir: &std::path::Path) -> PodSandboxConfig {
         let mut config = Self::pod_config(name, log_dir);
         config.hostname = hostname.to_owned();
-        if let Some(options) = config
-            .linux
-            .as_mut()
-            .and_then(|l| l.security_context.as_mut())
-            .and_then(|s| s.namespace_options.as_mut())
+        if let Some(options) =
+            config.linux.as_mut().and_then(|l| l.security_context.as_mut()).and_then(|s| s.namespace_options.as_mut())
         {
             options.network = NamespaceMode::Pod as i32;
         }
@@ -100,34 +90,26 @@ impl Cri {
 
     pub async fn run_pod(&mut self, config: &PodSandboxConfig, handler: &str) -> String {
         self.runtime
-            .run_pod_sandbox(RunPodSandboxRequest {
-                config: Some(config.clone()),
-                runtime_handler: handler.to_owned(),
-            })
+            .run_pod_sandbox(RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: handler.to_owned() })
             .await
             .unwrap_or_else(|e| panic!("RunPodSandbox ({handler}): {e}"))
             .into_inner()
             .pod_sandbox_id
     }
 
-    pub fn container_config(name: &str, attempt: u32, image: &str, command: &[&str], envs: &[(&str, &str)], memory_limit: i64) -> ContainerConfig {
+    pub fn container_config(
+        name: &str,
+        attempt: u32,
+        image: &str,
+        command: &[&str],
+        envs: &[(&str, &str)],
+        memory_limit: i64,
+    ) -> ContainerConfig {
         ContainerConfig {
-            metadata: Some(ContainerMetadata {
-                name: name.to_owned(),
-                attempt,
-            }),
-            image: Some(ImageSpec {
-                image: image.to_owned(),
-                ..Default::default()
-            }),
+            metadata: Some(ContainerMetadata { name: name.to_owned(), attempt }),
+            image: Some(ImageSpec { image: image.to_owned(), ..Default::default() }),
             command: command.iter().map(|s| s.to_string()).collect(),
-            envs: envs
-                .iter()
-                .map(|(k, v)| KeyValue {
-                    key: k.to_string(),
-                    value: v.to_string(),
-                })
-                .collect(),
+            envs: envs.iter().map(|(k, v)| KeyValue { key: k.to_string(), value: v.to_string() }).collect(),
             log_path: format!("{name}_{attempt}.log"),
             labels: HashMap::new(),
             linux: Some(LinuxContainerConfig {
@@ -142,7 +124,12 @@ impl Cri {
         }
     }
 
-    pub async fn create_container(&mut self, pod: &str, pod_config: &PodSandboxConfig, config: ContainerConfig) -> String {
+    pub async fn create_container(
+        &mut self,
+        pod: &str,
+        pod_config: &PodSandboxConfig,
+        config: ContainerConfig,
+    ) -> String {
         self.runtime
             .create_container(CreateContainerRequest {
                 pod_sandbox_id: pod.to_owned(),
@@ -164,10 +151,7 @@ impl Cri {
 
     pub async fn status(&mut self, id: &str) -> ContainerStatus {
         self.runtime
-            .container_status(ContainerStatusRequest {
-                container_id: id.to_owned(),
-                verbose: false,
-            })
+            .container_status(ContainerStatusRequest { container_id: id.to_owned(), verbose: false })
             .await
             .unwrap_or_else(|e| panic!("ContainerStatus: {e}"))
             .into_inner()

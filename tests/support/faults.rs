@@ -35,16 +35,8 @@ impl FaultyRelay {
     pub fn start(upstream: &str, fault: Fault, after_bytes: usize) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let relay = Self {
-            addr,
-            fault: Arc::new(AtomicU8::new(fault as u8)),
-            stop: Arc::new(AtomicBool::new(false)),
-        };
-        let shared = Arc::new(Shared {
-            fault: relay.fault.clone(),
-            after_bytes,
-            stop: relay.stop.clone(),
-        });
+        let relay = Self { addr, fault: Arc::new(AtomicU8::new(fault as u8)), stop: Arc::new(AtomicBool::new(false)) };
+        let shared = Arc::new(Shared { fault: relay.fault.clone(), after_bytes, stop: relay.stop.clone() });
         let upstream = upstream.to_owned();
         std::thread::spawn(move || {
             for client in listener.incoming() {

@@ -18,7 +18,8 @@ use std::sync::OnceLock;
 /// `CARGO_MANIFEST_DIR` for test and bench runs): a value compiled in could
 /// name another clone that shared the build cache.
 pub fn repo_root() -> PathBuf {
-    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let manifest =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
     manifest.parent().expect("tests/ has a parent").to_owned()
 }
 
@@ -49,9 +50,8 @@ pub fn guest(name: &str, p2: bool) -> PathBuf {
     let path = repo_root().join("target/guests").join(target).join("release").join(format!("{name}.wasm"));
     BUILT.get_or_init(|| {
         if !path.exists() {
-            let status = Command::new(repo_root().join("scripts/build-guests"))
-                .status()
-                .expect("run scripts/build-guests");
+            let status =
+                Command::new(repo_root().join("scripts/build-guests")).status().expect("run scripts/build-guests");
             assert!(status.success(), "scripts/build-guests failed");
         }
     });
@@ -62,14 +62,10 @@ pub fn guest(name: &str, p2: bool) -> PathBuf {
 /// An HTTP function from examples/http (`hello`, `echo`): a wasm32-wasip2
 /// component exporting `wasi:http/incoming-handler`.
 pub fn http_guest(name: &str) -> PathBuf {
-    let path = repo_root()
-        .join("target/guests/wasm32-wasip2/release")
-        .join(format!("http_{name}.wasm"));
+    let path = repo_root().join("target/guests/wasm32-wasip2/release").join(format!("http_{name}.wasm"));
     if !path.exists() {
         guest("hello", false);
-        let status = Command::new(repo_root().join("scripts/build-guests"))
-            .status()
-            .expect("run scripts/build-guests");
+        let status = Command::new(repo_root().join("scripts/build-guests")).status().expect("run scripts/build-guests");
         assert!(status.success(), "scripts/build-guests failed");
     }
     assert!(path.exists(), "HTTP guest {} was not built", path.display());
@@ -92,11 +88,18 @@ impl HttpResponse {
 
 /// Send `method path` with `body` to `addr` (`Connection: close`) and read the
 /// whole response. Handles `Content-Length` and chunked bodies.
-pub fn http_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<HttpResponse> {
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<HttpResponse> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -105,7 +108,8 @@ pub fn http_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str
     stream.write_all(body)?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
-    parse_response(&raw).ok_or_else(|| std::io::Error::other(format!("malformed response: {:?}", String::from_utf8_lossy(&raw))))
+    parse_response(&raw)
+        .ok_or_else(|| std::io::Error::other(format!("malformed response: {:?}", String::from_utf8_lossy(&raw))))
 }
 
 fn parse_response(raw: &[u8]) -> Option<HttpResponse> {
@@ -127,7 +131,8 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     let mut body = Vec::new();
     loop {
         let line_end = data.windows(2).position(|w| w == b"\r\n")?;
-        let size = usize::from_str_radix(std::str::from_utf8(&data[..line_end]).ok()?.split(';').next()?.trim(), 16).ok()?;
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).ok()?.split(';').next()?.trim(), 16).ok()?;
         data = &data[line_end + 2..];
         if size == 0 {
             return Some(body);
@@ -164,9 +169,7 @@ impl Default for Wasmlet {
 
 impl Wasmlet {
     pub fn new() -> Self {
-        Self {
-            cache: tempfile::tempdir().expect("cache tempdir"),
-        }
+        Self { cache: tempfile::tempdir().expect("cache tempdir") }
     }
 
     pub fn command(&self) -> Command {

@@ -31,12 +31,20 @@ pub fn image_archive(out: &Path, name: &str, files: &[(&str, &[u8], u32)], entry
 /// no entrypoint. Linux containers run it through runc.
 pub fn busybox_archive(out: &Path, name: &str) -> PathBuf {
     let busybox = std::fs::read("/bin/busybox").expect("busybox-static (scripts/install-deps)");
-    let names: Vec<String> = ["sh", "sleep", "wget", "cat", "echo", "readlink", "hostname", "ip", "ipcs", "top", "ps", "head", "tr"]
-        .iter()
-        .map(|tool| format!("/bin/{tool}"))
-        .collect();
+    let names: Vec<String> =
+        ["sh", "sleep", "wget", "cat", "echo", "readlink", "hostname", "ip", "ipcs", "top", "ps", "head", "tr"]
+            .iter()
+            .map(|tool| format!("/bin/{tool}"))
+            .collect();
     let links: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "/bin/busybox")).collect();
-    image_archive_with_links(out, name, &[("/bin/busybox", &busybox, 0o755)], &links, &[], &["PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
+    image_archive_with_links(
+        out,
+        name,
+        &[("/bin/busybox", &busybox, 0o755)],
+        &links,
+        &[],
+        &["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+    )
 }
 
 /// [`image_archive`] with symlinks (path, target) and an environment.
@@ -89,7 +97,13 @@ pub fn image_archive_with_links(
 /// and layers (media type, bytes), tagged `latest`. Returns the manifest's
 /// digest. For packagings `image_archive` does not make (Wasm layers, odd
 /// media types), pushed with [`crate::registry::Registry::push_layout`].
-pub fn layout(dir: &Path, config_media_type: &str, config: &[u8], layers: &[(&str, &[u8])], extra: serde_json::Value) -> String {
+pub fn layout(
+    dir: &Path,
+    config_media_type: &str,
+    config: &[u8],
+    layers: &[(&str, &[u8])],
+    extra: serde_json::Value,
+) -> String {
     let (config_digest, config_size) = put_blob(dir, config);
     let layers: Vec<serde_json::Value> = layers
         .iter()

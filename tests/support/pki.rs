@@ -27,15 +27,24 @@ impl TestCa {
         openssl(
             dir.path(),
             &[
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-                "-subj", &format!("/CN={name}"), "-keyout", "ca.key", "-out", "ca.crt",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={name}"),
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
             ],
         );
-        Self {
-            cert: dir.path().join("ca.crt"),
-            key: dir.path().join("ca.key"),
-            dir,
-        }
+        Self { cert: dir.path().join("ca.crt"), key: dir.path().join("ca.key"), dir }
     }
 
     /// A server certificate for `ip` (as its subjectAltName), signed by this CA.
@@ -44,8 +53,18 @@ impl TestCa {
         openssl(
             d,
             &[
-                "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", &format!("/CN={ip}"),
-                "-keyout", "server.key", "-out", "server.csr",
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-subj",
+                &format!("/CN={ip}"),
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
             ],
         );
         std::fs::write(
@@ -57,13 +76,23 @@ impl TestCa {
         openssl(
             d,
             &[
-                "x509", "-req", "-in", "server.csr", "-CA", &ca, "-CAkey", &key, "-CAcreateserial", "-days", "2",
-                "-extfile", "server.ext", "-out", "server.crt",
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                &ca,
+                "-CAkey",
+                &key,
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+                "-out",
+                "server.crt",
             ],
         );
-        ServerCert {
-            cert: d.join("server.crt"),
-            key: d.join("server.key"),
-        }
+        ServerCert { cert: d.join("server.crt"), key: d.join("server.key") }
     }
 }

@@ -45,4 +45,3 @@ pub fn total_pss_kib(shim: &str) -> (u64, usize) {
     pids.dedup();
     (pids.iter().map(|p| pss_kib(*p)).sum(), pids.len())
 }
-

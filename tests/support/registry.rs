@@ -33,10 +33,7 @@ impl Registry {
 
     /// With `Some((user, password))`, every request needs basic auth.
     pub fn start_with_auth(credentials: Option<(&str, &str)>) -> Self {
-        Self::start_with(RegistrySetup {
-            basic: credentials,
-            ..Default::default()
-        })
+        Self::start_with(RegistrySetup { basic: credentials, ..Default::default() })
     }
 
     pub fn start_with(setup: RegistrySetup<'_>) -> Self {
@@ -51,14 +48,20 @@ impl Registry {
             storage.display()
         );
         if let Some(cert) = setup.tls {
-            config.push_str(&format!("  tls:\n    certificate: {}\n    key: {}\n", cert.cert.display(), cert.key.display()));
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.cert.display(),
+                cert.key.display()
+            ));
         }
         if let Some((user, password)) = setup.basic {
             let htpasswd = dir.path().join("htpasswd");
-            let out = Command::new("htpasswd").args(["-Bbn", user, password]).output().expect("htpasswd (apache2-utils)");
+            let out =
+                Command::new("htpasswd").args(["-Bbn", user, password]).output().expect("htpasswd (apache2-utils)");
             assert!(out.status.success());
             std::fs::write(&htpasswd, out.stdout).unwrap();
-            config.push_str(&format!("auth:\n  htpasswd:\n    realm: wasmlet-test\n    path: {}\n", htpasswd.display()));
+            config
+                .push_str(&format!("auth:\n  htpasswd:\n    realm: wasmlet-test\n    path: {}\n", htpasswd.display()));
         }
         if let Some(issuer) = setup.token {
             config.push_str(&format!(
@@ -71,7 +74,7 @@ impl Registry {
         }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
-        let child = Command::new("docker-registry")
+        let mut child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config_path)
             .stdout(Stdio::null())
@@ -84,30 +87,36 @@ impl Registry {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("docker-registry did not listen on {addr}");
     }
 
     /// The file holding blob `digest` in the registry's storage.
     pub fn blob_file(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");
-        self.storage
-            .join("docker/registry/v2/blobs/sha256")
-            .join(&hex[..2])
-            .join(hex)
-            .join("data")
+        self.storage.join("docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
     }
 
     /// Upload `bytes` as a blob of repository `name` (one monolithic upload,
     /// over the distribution API); returns its digest.
     pub fn push_blob(&self, name: &str, bytes: &[u8]) -> String {
         let digest = crate::oci::sha256(bytes);
-        let started = crate::http_request(&self.addr, "POST", &format!("/v2/{name}/blobs/uploads/"), &[], b"").expect("start upload");
+        let started = crate::http_request(&self.addr, "POST", &format!("/v2/{name}/blobs/uploads/"), &[], b"")
+            .expect("start upload");
         assert_eq!(started.status, 202, "{}", started.text());
-        let location = started.headers.iter().find(|(n, _)| n == "location").map(|(_, v)| v.clone()).expect("upload location");
+        let location =
+            started.headers.iter().find(|(n, _)| n == "location").map(|(_, v)| v.clone()).expect("upload location");
         let path = location.find("/v2/").map(|i| location[i..].to_owned()).expect("upload path");
         let separator = if path.contains('?') { '&' } else { '?' };
-        let done = crate::http_request(&self.addr, "PUT", &format!("{path}{separator}digest={digest}"), &[("Content-Type", "application/octet-stream")], bytes)
-            .expect("finish upload");
+        let done = crate::http_request(
+            &self.addr,
+            "PUT",
+            &format!("{path}{separator}digest={digest}"),
+            &[("Content-Type", "application/octet-stream")],
+            bytes,
+        )
+        .expect("finish upload");
         assert_eq!(done.status, 201, "{}", done.text());
         digest
     }

@@ -32,9 +32,7 @@ fn b64url(bytes: &[u8]) -> String {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// A JWT for `access` (e.g. `[("repository", "tok/hello", ["pull"])]`),
@@ -111,7 +109,18 @@ impl TokenIssuer {
         let dir = tempfile::tempdir().unwrap();
         let (key, cert) = (dir.path().join("signing.key"), dir.path().join("signing.crt"));
         let out = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=wasmlet-test-token-signer", "-keyout"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=wasmlet-test-token-signer",
+                "-keyout",
+            ])
             .arg(&key)
             .arg("-out")
             .arg(&cert)
@@ -169,7 +178,8 @@ impl TokenIssuer {
     /// A token minted out of band (what `docker login` would leave as
     /// `registrytoken`), granting `actions` on `repository`.
     pub fn mint(&self, repository: &str, actions: &[&str]) -> String {
-        let access = [("repository".to_owned(), repository.to_owned(), actions.iter().map(|a| a.to_string()).collect())];
+        let access =
+            [("repository".to_owned(), repository.to_owned(), actions.iter().map(|a| a.to_string()).collect())];
         sign_token(&self.key, &self.cert_der(), &self.user, &access)
     }
 

@@ -23,10 +23,7 @@ pub struct RegistryArgs {
 
 impl RegistryArgs {
     fn options(&self) -> RegistryOptions {
-        RegistryOptions {
-            insecure: self.insecure,
-            ca_files: self.ca_files.clone(),
-        }
+        RegistryOptions { insecure: self.insecure, ca_files: self.ca_files.clone() }
     }
 }
 
@@ -94,7 +91,9 @@ fn progress_bar(label: &str) -> impl Fn(u64, u64) + Sync {
         }
         let bar = bar.get_or_init(|| {
             let bar = indicatif::ProgressBar::new(total);
-            if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}") {
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+            {
                 bar.set_style(style.progress_chars("=> "));
             }
             bar.set_message(label.clone());
@@ -121,8 +120,7 @@ pub fn push(args: PushArgs) -> i32 {
             format: if args.format == "runwasi" { PushFormat::Runwasi } else { PushFormat::Cncf },
             legacy_unpack: args.legacy_unpack,
         };
-        rt.block_on(registry.push(&wasm, &args.reference, options, &progress_bar("pushing")))
-            .map_err(|e| e.to_string())
+        rt.block_on(registry.push(&wasm, &args.reference, options, &progress_bar("pushing"))).map_err(|e| e.to_string())
     });
     match result {
         Ok(digest) => {
@@ -149,12 +147,15 @@ pub fn pull(cache_dir: &Path, args: PullArgs) -> i32 {
     }
 }
 
-fn pull_into_store(cache_dir: &Path, reference: &str, options: &RegistryArgs) -> Result<(String, wasmlet_oci::StoredImage), String> {
+fn pull_into_store(
+    cache_dir: &Path,
+    reference: &str,
+    options: &RegistryArgs,
+) -> Result<(String, wasmlet_oci::StoredImage), String> {
     let store = open_store(cache_dir)?;
     let registry = Registry::new(options.options());
-    let pulled = executor()?
-        .block_on(registry.pull(reference, &store, &progress_bar("pulling")))
-        .map_err(|e| e.to_string())?;
+    let pulled =
+        executor()?.block_on(registry.pull(reference, &store, &progress_bar("pulling"))).map_err(|e| e.to_string())?;
     tracing::info!(reference = %pulled.reference, reused = pulled.reused, "pulled");
     Ok((pulled.reference, pulled.image))
 }
@@ -210,13 +211,15 @@ pub fn rmi(cache_dir: &Path, args: RmiArgs) -> i32 {
 /// `run`/`serve`'s argument: an existing file, else an image reference
 /// (pulled when not in the local store). Wasm from the store is keyed in the
 /// compile cache by its verified content digest.
-pub fn load_program(runtime: &Runtime, target: &Path, allow_precompiled: bool, registry: &RegistryArgs) -> Result<Program, String> {
+pub fn load_program(
+    runtime: &Runtime,
+    target: &Path,
+    allow_precompiled: bool,
+    registry: &RegistryArgs,
+) -> Result<Program, String> {
     let text = target.to_string_lossy();
     if target.exists() || !looks_like_reference(&text) {
-        return runtime
-            .load_file(target, allow_precompiled)
-            .map(|(program, _)| program)
-            .map_err(|e| e.to_string());
+        return runtime.load_file(target, allow_precompiled).map(|(program, _)| program).map_err(|e| e.to_string());
     }
     let cache_dir = runtime.cache().root();
     let store = open_store(cache_dir)?;
@@ -228,31 +231,13 @@ pub fn load_program(runtime: &Runtime, target: &Path, allow_precompiled: bool, r
     let digest_text = image.wasm_digest.ok_or_else(|| format!("{name}: the stored image has no Wasm"))?;
     let bytes = store.read_blob(&digest_text).map_err(|e| format!("{name}: {e} (pull it again)"))?;
     let digest: Digest = digest_text.parse().map_err(|e| format!("{name}: {e}"))?;
-    runtime
-        .load_verified(&bytes, digest, &name)
-        .map(|(program, _)| program)
-        .map_err(|e| e.to_string())
+    runtime.load_verified(&bytes, digest, &name).map(|(program, _)| program).map_err(|e| e.to_string())
 }
 
 /// `ghcr.io/x/y:1`, `localhost:5000/a`, `name@sha256:…`: not a path to a Wasm file.
 fn looks_like_reference(text: &str) -> bool {
     let wasm_file = [".wasm", ".wat", ".cwasm"].iter().any(|ext| text.ends_with(ext));
     !wasm_file && !text.starts_with('.') && !text.starts_with('/') && (text.contains(':') || text.contains('/'))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::looks_like_reference;
-
-    #[test]
-    fn tells_references_from_files() {
-        assert!(looks_like_reference("ghcr.io/wasmlet/hello:1.0"));
-        assert!(looks_like_reference("localhost:5000/hello"));
-        assert!(!looks_like_reference("hello.wasm"));
-        assert!(!looks_like_reference("./dir/hello"));
-        assert!(!looks_like_reference("/abs/hello"));
-        assert!(!looks_like_reference("hello"));
-    }
 }
 
 /// containerd stream processor for Wasm layers: reads the layer on stdin and
@@ -269,5 +254,20 @@ pub fn unpack_wasm_layer() -> i32 {
             eprintln!("wasmlet: unpack-wasm-layer: {err}");
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_reference;
+
+    #[test]
+    fn tells_references_from_files() {
+        assert!(looks_like_reference("ghcr.io/wasmlet/hello:1.0"));
+        assert!(looks_like_reference("localhost:5000/hello"));
+        assert!(!looks_like_reference("hello.wasm"));
+        assert!(!looks_like_reference("./dir/hello"));
+        assert!(!looks_like_reference("/abs/hello"));
+        assert!(!looks_like_reference("hello"));
     }
 }

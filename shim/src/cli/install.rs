@@ -25,9 +25,9 @@
 //! In both the runtime names the shim by absolute path (`runtime_path`),
 //! since their containerd's PATH need not include `--bin-dir`.
 
+use crate::shim::RUNTIME_TYPE;
 use clap::Args;
 use std::path::{Path, PathBuf};
-use crate::shim::RUNTIME_TYPE;
 use toml_edit::{value, Array, DocumentMut, Item, Table};
 use wasmlet_oci::format::WASM_LAYER_MEDIA_TYPES as WASM_LAYER_TYPES;
 
@@ -155,7 +155,7 @@ fn run(args: &InstallArgs) -> Result<Vec<String>, String> {
                 std::fs::write(&backup, original).map_err(|e| format!("writing {}: {e}", backup.display()))?;
             }
         }
-        write_atomically(&config_path, updated.as_bytes())?;
+        write_atomically(&config_path, updated.as_bytes(), mode_or(&config_path, 0o644))?;
         changes.push(format!("registered runtime `{}` in {}", args.handler, config_path.display()));
     }
     Ok(changes)
@@ -194,18 +194,22 @@ fn copy_if_changed(source: &Path, target: &Path) -> Result<bool, String> {
     if std::fs::read(target).is_ok_and(|existing| existing == bytes) {
         return Ok(false);
     }
-    write_atomically(target, &bytes)?;
-    std::fs::set_permissions(target, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .map_err(|e| format!("chmod {}: {e}", target.display()))?;
+    // A binary: executable, whatever mode an older copy had.
+    write_atomically(target, &bytes, 0o755)?;
     Ok(true)
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+/// Replace `path` whole with permissions `mode`, creating its folder.
+fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
     let dir = path.parent().ok_or_else(|| format!("{} has no folder", path.display()))?;
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let tmp = dir.join(format!(".{}.wasmlet-tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
-    std::fs::write(&tmp, bytes).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("renaming into {}: {e}", path.display()))
+    wasmlet_content::write_atomically(path, bytes, mode).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// An existing file's permission bits, or `default` for a new one.
+fn mode_or(path: &Path, default: u32) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).map_or(default, |m| m.permissions().mode() & 0o7777)
 }
 
 /// A table at `path` under `root`, created (as a standard table) if missing.
@@ -217,9 +221,7 @@ fn table_at<'a>(root: &'a mut Table, path: &[&str]) -> Result<&'a mut Table, Str
             t.set_implicit(true);
             Item::Table(t)
         });
-        table = item
-            .as_table_mut()
-            .ok_or_else(|| format!("`{key}` in containerd's config is not a table"))?;
+        table = item.as_table_mut().ok_or_else(|| format!("`{key}` in containerd's config is not a table"))?;
     }
     Ok(table)
 }
@@ -232,7 +234,10 @@ pub fn configure(text: &str, handler: &str, wasmlet_bin: &Path, shim_path: Optio
     match doc.get("version").and_then(Item::as_integer) {
         Some(2) | Some(3) => {}
         None if text.trim().is_empty() => doc["version"] = value(2),
-        _ => return Err("containerd config version 1 (or no version) is not supported; migrate it with `containerd config migrate`".into()),
+        _ => return Err(
+            "containerd config version 1 (or no version) is not supported; migrate it with `containerd config migrate`"
+                .into(),
+        ),
     }
     let version = doc.get("version").and_then(Item::as_integer).unwrap_or(2);
     let runtimes_path: &[&str] = if version >= 3 {
@@ -299,7 +304,10 @@ mod tests {
         let runtimes = &doc["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"];
         assert_eq!(runtimes["wasmlet"]["runtime_type"].as_str(), Some("io.containerd.wasmlet.v1"));
         assert_eq!(runtimes["runc"]["options"]["SystemdCgroup"].as_bool(), Some(true));
-        assert_eq!(doc["stream_processors"]["io.containerd.wasmlet.wasm-layer"]["path"].as_str(), Some("/usr/local/bin/wasmlet"));
+        assert_eq!(
+            doc["stream_processors"]["io.containerd.wasmlet.wasm-layer"]["path"].as_str(),
+            Some("/usr/local/bin/wasmlet")
+        );
         let twice = configure(&once, "wasmlet", Path::new("/usr/local/bin/wasmlet"), None).unwrap();
         assert_eq!(once, twice, "not idempotent");
     }

@@ -10,7 +10,6 @@ mod install;
 mod run;
 mod serve;
 
-
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use wasmlet_runtime::{Runtime, RuntimeConfig};
@@ -65,10 +64,7 @@ pub fn main() -> i32 {
         Command::NodeInstall(args) => return install::install(args),
         other => other,
     };
-    let config = RuntimeConfig {
-        cache_dir,
-        ..RuntimeConfig::default()
-    };
+    let config = RuntimeConfig { cache_dir, ..RuntimeConfig::default() };
     let runtime = match Runtime::new(config) {
         Ok(runtime) => std::sync::Arc::new(runtime),
         Err(err) => {
@@ -80,7 +76,12 @@ pub fn main() -> i32 {
         Command::Run(args) => run::run(&runtime, args),
         Command::Compile(args) => compile::compile(&runtime, args),
         Command::Serve(args) => serve::serve(runtime, args),
-        Command::Push(_) | Command::Pull(_) | Command::Images | Command::Rmi(_) | Command::UnpackWasmLayer | Command::NodeInstall(_) => {
+        Command::Push(_)
+        | Command::Pull(_)
+        | Command::Images
+        | Command::Rmi(_)
+        | Command::UnpackWasmLayer
+        | Command::NodeInstall(_) => {
             unreachable!("handled above")
         }
     }

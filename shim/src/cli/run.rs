@@ -1,11 +1,11 @@
 //! `wasmlet run`: run a Wasm program with explicit capabilities.
 
-use crate::units::{parse_duration, parse_size};
 use super::LOAD_ERROR_STATUS;
+use crate::units::{parse_duration, parse_size};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
-use wasmlet_runtime::{Capabilities, Entry, KillSwitch, Limits, Preopen, Runtime, StdinSource, StdoutSink};
+use wasmlet_runtime::{Capabilities, Entry, KillSwitch, Limits, Preopen, RunRequest, Runtime, StdinSource, StdoutSink};
 
 /// Run a module or command component; exit with the guest's status.
 #[derive(Args, Debug)]
@@ -52,11 +52,7 @@ pub fn run(runtime: &std::sync::Arc<Runtime>, args: RunArgs) -> i32 {
         }
     };
     let entry = args.invoke.clone().map_or(Entry::Default, Entry::Export);
-    let limits = Limits {
-        memory: args.memory,
-        deadline: args.timeout,
-        ..Default::default()
-    };
+    let limits = Limits { memory: args.memory, deadline: args.timeout, ..Default::default() };
     let executor = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
@@ -67,7 +63,7 @@ pub fn run(runtime: &std::sync::Arc<Runtime>, args: RunArgs) -> i32 {
     let kill = KillSwitch::new();
     let outcome = executor.block_on(async {
         forward_signals(kill.clone());
-        runtime.run_on_thread(program, entry, caps, limits, kill).await
+        runtime.run_on_thread(RunRequest { program, entry, caps, limits, kill }).await
     });
     match outcome {
         Ok(outcome) => {
@@ -133,12 +129,7 @@ impl GrantArgs {
     /// The capabilities these flags grant, with `args` as argv and the host's stdio.
     pub fn capabilities(&self, args: Vec<String>) -> Result<Capabilities, String> {
         let mut preopens = Vec::new();
-        for (spec, read_only) in self
-            .dirs
-            .iter()
-            .map(|d| (d, false))
-            .chain(self.ro_dirs.iter().map(|d| (d, true)))
-        {
+        for (spec, read_only) in self.dirs.iter().map(|d| (d, false)).chain(self.ro_dirs.iter().map(|d| (d, true))) {
             let (host, guest) = match spec.split_once("::") {
                 Some((host, guest)) => (host, guest),
                 None => (spec.as_str(), spec.as_str()),
@@ -146,11 +137,7 @@ impl GrantArgs {
             if host.is_empty() || guest.is_empty() {
                 return Err(format!("invalid directory `{spec}`: expected HOST[::GUEST]"));
             }
-            preopens.push(Preopen {
-                host: host.into(),
-                guest: guest.into(),
-                read_only,
-            });
+            preopens.push(Preopen { host: host.into(), guest: guest.into(), read_only });
         }
         let mut env = Vec::new();
         for spec in &self.env {

@@ -1,8 +1,8 @@
 //! `wasmlet serve`: serve a `wasi:http/proxy` component, one instance per request.
 
 use super::run::{forward_signals, GrantArgs};
-use crate::units::{parse_duration, parse_size};
 use super::LOAD_ERROR_STATUS;
+use crate::units::{parse_duration, parse_size};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,10 +66,7 @@ pub fn serve(runtime: Arc<Runtime>, args: ServeArgs) -> i32 {
         request_timeout: args.timeout,
         max_body_bytes: args.max_body,
     };
-    let limits = Limits {
-        memory: args.memory,
-        ..Default::default()
-    };
+    let limits = Limits { memory: args.memory, ..Default::default() };
     let server = match HttpServer::new(runtime, &program, caps, limits, config) {
         Ok(server) => server,
         Err(err) => {
@@ -77,31 +74,23 @@ pub fn serve(runtime: Arc<Runtime>, args: ServeArgs) -> i32 {
             return LOAD_ERROR_STATUS;
         }
     };
-    let executor = match wasmlet_runtime::serve_executor(args.threads) {
-        Ok(rt) => rt,
+    let listener = match std::net::TcpListener::bind(args.addr) {
+        Ok(listener) => listener,
         Err(err) => {
-            eprintln!("wasmlet: cannot start the async runtime: {err}");
+            eprintln!("wasmlet: cannot listen on {}: {err}", args.addr);
             return LOAD_ERROR_STATUS;
         }
     };
-    let outcome = executor.block_on(async {
-        let listener = match tokio::net::TcpListener::bind(args.addr).await {
-            Ok(listener) => listener,
-            Err(err) => {
-                eprintln!("wasmlet: cannot listen on {}: {err}", args.addr);
-                return None;
-            }
-        };
-        let local = listener.local_addr().map_or_else(|_| args.addr.to_string(), |a| a.to_string());
+    let stop = KillSwitch::new();
+    let outcome = server.serve_blocking(listener, args.threads, &stop, |local| {
         eprintln!("wasmlet: serving http://{local}/");
-        let stop = KillSwitch::new();
         forward_signals(stop.clone());
-        Some(server.serve(listener, &stop).await)
     });
-    // Requests still streaming after a SIGKILL must not hold the exit.
-    executor.shutdown_timeout(Duration::from_millis(100));
     match outcome {
-        Some(outcome) => outcome.code(),
-        None => LOAD_ERROR_STATUS,
+        Ok(outcome) => outcome.code(),
+        Err(err) => {
+            eprintln!("wasmlet: cannot serve on {}: {err}", args.addr);
+            LOAD_ERROR_STATUS
+        }
     }
 }

@@ -3,10 +3,10 @@
 
 use super::{cgroup, daemon, handshake, RUNTIME_TYPE};
 use anyhow::Context as _;
-use containerd_shim::protos::protobuf::Message as _;
-use containerd_shim::{Flags, StartOpts};
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
+use containerd_shim::protos::protobuf::Message as _;
 use containerd_shim::protos::types::introspection::RuntimeInfo;
+use containerd_shim::{Flags, StartOpts};
 use std::io::Write as _;
 
 pub fn main() -> i32 {
@@ -123,9 +123,8 @@ fn start(flags: &Flags) -> anyhow::Result<()> {
     };
     let executor = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     // One daemon per container: the grouping key is the container id.
-    let address = executor
-        .block_on(containerd_shim::spawn(opts, &flags.id, Vec::new()))
-        .context("spawning the shim daemon")?;
+    let address =
+        executor.block_on(containerd_shim::spawn(opts, &flags.id, Vec::new())).context("spawning the shim daemon")?;
     std::fs::write("address", &address).context("writing the address file in the bundle")?;
     let reply = match params {
         Some(_) => handshake::bootstrap_result(&address),
@@ -141,11 +140,7 @@ fn start(flags: &Flags) -> anyhow::Result<()> {
 /// every task, too). The guest lived inside the daemon, so there is no process
 /// to kill: unmount the rootfs, remove the cgroup, report SIGKILL.
 fn delete(flags: &Flags) -> anyhow::Result<()> {
-    let bundle = if flags.bundle.is_empty() {
-        std::env::current_dir()?
-    } else {
-        flags.bundle.clone().into()
-    };
+    let bundle = if flags.bundle.is_empty() { std::env::current_dir()? } else { flags.bundle.clone().into() };
     let rootfs = bundle.join("rootfs");
     if let Err(err) = containerd_shim::mount::umount_recursive(rootfs.to_str(), libc::MNT_DETACH) {
         tracing::warn!(error = %err, "unmounting rootfs");

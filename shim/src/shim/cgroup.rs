@@ -11,9 +11,9 @@
 use anyhow::Context as _;
 use cgroups_rs::fs::{hierarchies, Cgroup};
 use cgroups_rs::CgroupPid;
+use containerd_shim::protos::cgroups_v2::metrics::{PSIData, PSIStats};
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::Message as _;
-use containerd_shim::protos::cgroups_v2::metrics::{PSIData, PSIStats};
 use oci_spec::runtime::{LinuxResources, Spec};
 
 pub struct ContainerCgroup {
@@ -55,8 +55,8 @@ impl ContainerCgroup {
             return Self::join_systemd_scope(spec, &path).map(Some);
         }
         let started = std::time::Instant::now();
-        let cgroup = Cgroup::new(hierarchies::auto(), path.as_str())
-            .with_context(|| format!("creating cgroup {path}"))?;
+        let cgroup =
+            Cgroup::new(hierarchies::auto(), path.as_str()).with_context(|| format!("creating cgroup {path}"))?;
         let created = started.elapsed();
         let this = Self { cgroup, path };
         if let Some(resources) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
@@ -95,8 +95,10 @@ impl ContainerCgroup {
     fn join_systemd_scope(spec: &Spec, path: &str) -> anyhow::Result<Self> {
         use cgroups_rs::manager::Manager as _;
         let started = std::time::Instant::now();
-        let relative = systemd_unit_path(path).with_context(|| format!("systemd cgroup path {path}: expected slice:prefix:name"))?;
-        let mut manager = cgroups_rs::manager::SystemdManager::new(path).with_context(|| format!("systemd cgroup {path}"))?;
+        let relative = systemd_unit_path(path)
+            .with_context(|| format!("systemd cgroup path {path}: expected slice:prefix:name"))?;
+        let mut manager =
+            cgroups_rs::manager::SystemdManager::new(path).with_context(|| format!("systemd cgroup {path}"))?;
         manager
             .add_proc(CgroupPid::from(std::process::id() as u64))
             .with_context(|| format!("starting the systemd scope for {path} (is systemd reachable over D-Bus?)"))?;
@@ -106,10 +108,7 @@ impl ContainerCgroup {
         }
         // The D-Bus connection closes here: nothing idles on it.
         drop(manager);
-        let this = Self {
-            cgroup: Cgroup::load(hierarchies::auto(), relative.as_str()),
-            path: relative,
-        };
+        let this = Self { cgroup: Cgroup::load(hierarchies::auto(), relative.as_str()), path: relative };
         if let Some(resources) = resources {
             this.update(resources)?;
         }
@@ -161,11 +160,7 @@ impl ContainerCgroup {
             }
             ("io.containerd.cgroups.v1.Metrics", m.write_to_bytes()?)
         };
-        Ok(Any {
-            type_url: type_url.to_owned(),
-            value: bytes,
-            ..Default::default()
-        })
+        Ok(Any { type_url: type_url.to_owned(), value: bytes, ..Default::default() })
     }
 
     /// Move this process to the parent cgroup (the container's stays).
@@ -278,7 +273,9 @@ mod tests {
 
     #[test]
     fn pressure_files_parse() {
-        let psi = parse_psi("some avg10=1.50 avg60=0.20 avg300=0.00 total=12345\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=7\n");
+        let psi = parse_psi(
+            "some avg10=1.50 avg60=0.20 avg300=0.00 total=12345\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=7\n",
+        );
         assert_eq!((psi.some.avg10, psi.some.total), (1.5, 12345));
         assert_eq!(psi.full.total, 7);
     }

@@ -18,13 +18,7 @@ const TASK_V2: &str = "containerd.task.v2.Task";
 /// A shim runs one container: a small pool is plenty (HTTP functions may
 /// run many instances at once, so not one).
 fn runtime_config() -> RuntimeConfig {
-    RuntimeConfig {
-        pool: Some(PoolConfig {
-            max_instances: 64,
-            ..PoolConfig::default()
-        }),
-        ..RuntimeConfig::default()
-    }
+    RuntimeConfig { pool: Some(PoolConfig { max_instances: 64, ..PoolConfig::default() }), ..RuntimeConfig::default() }
 }
 
 pub fn run(flags: Flags) -> anyhow::Result<()> {
@@ -55,10 +49,8 @@ pub fn run(flags: Flags) -> anyhow::Result<()> {
             None
         }
     };
-    let executor = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let executor =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     executor.block_on(serve(flags, cgroup))
 }
 
@@ -119,7 +111,8 @@ fn bind(address: &str) -> anyhow::Result<std::os::unix::net::UnixListener> {
     }
     // A socket left by a daemon that died (this grouping is per container).
     let _ = std::fs::remove_file(path);
-    let listener = std::os::unix::net::UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    let listener =
+        std::os::unix::net::UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
     listener.set_nonblocking(true)?;
     Ok(listener)
 }

@@ -6,7 +6,9 @@
 //! TaskExit still reaches containerd before TaskDelete. The daemon flushes
 //! the queue before it exits.
 
-use containerd_shim::protos::events::task::{TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskStart};
+use containerd_shim::protos::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskStart,
+};
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageDyn;
 use containerd_shim::protos::topics;
@@ -44,6 +46,13 @@ impl Events {
         Self { queue }
     }
 
+    /// A test double: events are queued for [`Recorded`] instead of sent.
+    #[cfg(test)]
+    pub fn recording() -> (Self, Recorded) {
+        let (queue, rx) = tokio::sync::mpsc::unbounded_channel::<Queued>();
+        (Self { queue }, Recorded(rx))
+    }
+
     async fn publish(&self, topic: &'static str, event: Box<dyn MessageDyn>) {
         if self.queue.send(Queued::Event(topic, event)).is_err() {
             tracing::warn!(topic, "event forwarder gone; event dropped");
@@ -76,11 +85,7 @@ impl Events {
     }
 
     pub async fn started(&self, id: &str, pid: u32) {
-        let event = TaskStart {
-            container_id: id.to_owned(),
-            pid,
-            ..Default::default()
-        };
+        let event = TaskStart { container_id: id.to_owned(), pid, ..Default::default() };
         self.publish(topics::TASK_START_EVENT_TOPIC, Box::new(event)).await;
     }
 
@@ -89,21 +94,13 @@ impl Events {
     }
 
     pub async fn exec_added(&self, id: &str, exec_id: &str) {
-        let event = TaskExecAdded {
-            container_id: id.to_owned(),
-            exec_id: exec_id.to_owned(),
-            ..Default::default()
-        };
+        let event = TaskExecAdded { container_id: id.to_owned(), exec_id: exec_id.to_owned(), ..Default::default() };
         self.publish(topics::TASK_EXEC_ADDED_EVENT_TOPIC, Box::new(event)).await;
     }
 
     pub async fn exec_started(&self, id: &str, exec_id: &str, pid: u32) {
-        let event = TaskExecStarted {
-            container_id: id.to_owned(),
-            exec_id: exec_id.to_owned(),
-            pid,
-            ..Default::default()
-        };
+        let event =
+            TaskExecStarted { container_id: id.to_owned(), exec_id: exec_id.to_owned(), pid, ..Default::default() };
         self.publish(topics::TASK_EXEC_STARTED_EVENT_TOPIC, Box::new(event)).await;
     }
 
@@ -121,10 +118,7 @@ impl Events {
     }
 
     pub async fn oom(&self, id: &str) {
-        let event = TaskOOM {
-            container_id: id.to_owned(),
-            ..Default::default()
-        };
+        let event = TaskOOM { container_id: id.to_owned(), ..Default::default() };
         self.publish(topics::TASK_OOM_EVENT_TOPIC, Box::new(event)).await;
     }
 
@@ -138,5 +132,32 @@ impl Events {
             ..Default::default()
         };
         self.publish(topics::TASK_DELETE_EVENT_TOPIC, Box::new(event)).await;
+    }
+}
+
+/// What a [`Events::recording`] double was asked to publish.
+#[cfg(test)]
+pub struct Recorded(tokio::sync::mpsc::UnboundedReceiver<Queued>);
+
+#[cfg(test)]
+impl Recorded {
+    /// The topics published since the last call, in order, with each
+    /// event's exit status where it has one.
+    pub fn take(&mut self) -> Vec<(&'static str, Option<u32>)> {
+        let mut seen = Vec::new();
+        while let Ok(queued) = self.0.try_recv() {
+            match queued {
+                Queued::Event(topic, event) => {
+                    let status = <dyn MessageDyn>::downcast_ref::<TaskExit>(&*event)
+                        .map(|e| e.exit_status)
+                        .or_else(|| <dyn MessageDyn>::downcast_ref::<TaskDelete>(&*event).map(|e| e.exit_status));
+                    seen.push((topic, status));
+                }
+                Queued::Flush(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+        seen
     }
 }

@@ -36,9 +36,16 @@ pub struct ExecProcess {
 
 impl ExecProcess {
     /// Record an exec of `process_json` (an OCI `Process`) in container `container_id`.
-    pub fn new(bundle: &std::path::Path, exec_id: &str, process_json: &[u8], stdio: (&str, &str, &str), terminal: bool) -> Result<Self, String> {
+    pub fn new(
+        bundle: &std::path::Path,
+        exec_id: &str,
+        process_json: &[u8],
+        stdio: (&str, &str, &str),
+        terminal: bool,
+    ) -> Result<Self, String> {
         // Validate it as runc would read it, and name the problem if not.
-        serde_json::from_slice::<oci_spec::runtime::Process>(process_json).map_err(|e| format!("exec {exec_id}: invalid process spec: {e}"))?;
+        serde_json::from_slice::<oci_spec::runtime::Process>(process_json)
+            .map_err(|e| format!("exec {exec_id}: invalid process spec: {e}"))?;
         if exec_id.is_empty() || exec_id.contains('/') {
             return Err(format!("invalid exec id `{exec_id}`"));
         }
@@ -60,9 +67,7 @@ impl ExecProcess {
     pub fn start(&self, container_id: &str) -> Result<u32, String> {
         let mut command: Command = super::runc::command();
         command.arg("exec").arg("--process").arg(&self.process_file);
-        command
-            .stdin(super::runc::fifo(&self.stdio.0, false)?)
-            .stdout(super::runc::fifo(&self.stdio.1, true)?);
+        command.stdin(super::runc::fifo(&self.stdio.0, false)?).stdout(super::runc::fifo(&self.stdio.1, true)?);
         if self.terminal {
             let (master, slave) = open_pty()?;
             command.arg("--tty").stderr(slave);
@@ -155,7 +160,8 @@ fn open_pty() -> Result<(std::fs::File, std::fs::File), String> {
     use std::os::fd::FromRawFd as _;
     let (mut master, mut slave) = (-1, -1);
     // SAFETY: openpty fills two new descriptors we then own.
-    let rc = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+    let rc =
+        unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
     if rc != 0 {
         return Err(format!("allocating a pty: {}", std::io::Error::last_os_error()));
     }

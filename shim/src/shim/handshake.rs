@@ -162,11 +162,8 @@ mod tests {
     #[test]
     fn legacy_stdin_is_not_bootstrap_params() {
         // containerd 1.x/2.0–2.2: the runtime options as an Any, or nothing.
-        let options = Any {
-            type_url: "containerd.runc.v1.Options".into(),
-            value: b"k8s.io".to_vec(),
-            ..Default::default()
-        };
+        let options =
+            Any { type_url: "containerd.runc.v1.Options".into(), value: b"k8s.io".to_vec(), ..Default::default() };
         let bytes = options.write_to_bytes().unwrap();
         assert_eq!(BootstrapParams::from_stdin(&bytes, "c1", "k8s.io"), None);
         assert_eq!(BootstrapParams::from_stdin(b"", "c1", "k8s.io"), None);

@@ -36,6 +36,14 @@
 //! clones holds the pod's namespaces (`sandbox`); container shims enter the
 //! pod's network namespace before they start any thread (`netns`).
 //!
+//! Code map: `daemon` serves the Task API; `task` is the thin ttrpc adapter
+//! over `task::lifecycle` (the container record, its phase state machine in
+//! `task::phase`, exits and events); `workload` has one type per kind of
+//! container behind one trait (pod sandbox, Linux container via `runc`, Wasm
+//! run, Wasm HTTP function); `spec` maps the OCI spec to capabilities and
+//! limits; `cgroup`, `netns`, `sandbox`, `stdio`, `exec`, `content` are the
+//! OS- and containerd-facing parts they use.
+//!
 //! containerd versions: `start` prints a bare socket address, the only reply
 //! 1.6/1.7 understand and one 2.0–2.2 read as a task-API-v2 shim; to
 //! containerd 2.3's bootstrap protocol it answers in kind (`handshake`). The v2 and v3 Task messages
@@ -46,6 +54,7 @@
 
 mod bootstrap;
 mod cgroup;
+mod content;
 mod daemon;
 mod events;
 mod exec;
@@ -57,6 +66,7 @@ mod sandbox;
 mod spec;
 mod stdio;
 mod task;
+mod workload;
 
 pub use spec::{guest_memory_limit, NETWORK_ANNOTATION, SHIM_MEMORY_RESERVE};
 

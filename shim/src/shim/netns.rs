@@ -14,6 +14,7 @@
 //! namespace is not the shim's own (`setns` affects only the calling
 //! thread); the socket stays in the namespace it was created in.
 
+use super::spec::Network;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 
@@ -35,48 +36,31 @@ pub fn join_for_guest(spec: &oci_spec::runtime::Spec) -> Result<(), BindError> {
     if super::spec::is_pod_sandbox(spec) {
         return Ok(());
     }
-    let network = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .and_then(|n| n.iter().find(|ns| ns.typ() == oci_spec::runtime::LinuxNamespaceType::Network));
-    let Some(network) = network else {
-        return Ok(()); // host network
-    };
-    match network.path() {
-        Some(path) => enter(&open_namespace(path)?, &path.display().to_string()),
+    match super::spec::network(spec) {
+        Network::Host => Ok(()),
+        Network::Path(path) => enter(&open_namespace(&path)?, &path.display().to_string()),
         // Sockets are refused without the grant, so a new namespace only
         // matters with it (an HTTP function's listener makes its own).
-        None if super::spec::network_granted(spec) => enter_new(),
-        None => Ok(()),
+        Network::New if super::spec::network_granted(spec) => enter_new(),
+        Network::New => Ok(()),
     }
 }
 
 fn open_namespace(path: &Path) -> Result<std::fs::File, BindError> {
-    std::fs::File::open(path).map_err(|source| BindError::OpenNamespace {
-        path: path.display().to_string(),
-        source,
-    })
+    std::fs::File::open(path).map_err(|source| BindError::OpenNamespace { path: path.display().to_string(), source })
 }
 
 /// Move the calling thread into the network namespace `file` refers to.
 fn enter(file: &std::fs::File, what: &str) -> Result<(), BindError> {
-    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|source| BindError::Enter {
-        what: what.to_owned(),
-        source,
-    })
+    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|source| BindError::Enter { what: what.to_owned(), source })
 }
 
 /// Move the calling thread into a new network namespace, loopback up.
 fn enter_new() -> Result<(), BindError> {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|source| BindError::Enter {
-        what: "(new)".into(),
-        source,
-    })?;
-    loopback_up().map_err(|source| BindError::Enter {
-        what: "(new): bringing up lo".into(),
-        source,
-    })
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|source| BindError::Enter { what: "(new)".into(), source })?;
+    loopback_up().map_err(|source| BindError::Enter { what: "(new): bringing up lo".into(), source })
 }
 
 /// Where to bind.
@@ -106,9 +90,7 @@ pub fn bind(ns: Namespace<'_>, addr: SocketAddr) -> Result<TcpListener, BindErro
             listen(addr)
         })?,
     };
-    listener
-        .set_nonblocking(true)
-        .map_err(|source| BindError::Listen { addr, source })?;
+    listener.set_nonblocking(true).map_err(|source| BindError::Listen { addr, source })?;
     Ok(listener)
 }
 

@@ -6,9 +6,7 @@
 //! cgroup's `oom_kill` count raised is reported as an OOM (TaskOOM). The shim
 //! leaves the container's cgroup first: runc owns it, and freezes it to kill.
 
-use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::process::{Command, Stdio};
 
 /// Where runc keeps its state for wasmlet's containers.
@@ -66,30 +64,23 @@ fn run(mut command: Command, what: &str) -> Result<(), String> {
 
 /// containerd's FIFO at `path` opened for the container, or /dev/null.
 pub fn fifo(path: &str, write: bool) -> Result<Stdio, String> {
+    use super::stdio::{open_fifo, Blocking, FifoEnd};
     if path.is_empty() {
         return Ok(Stdio::null());
     }
-    let mut options = std::fs::OpenOptions::new();
-    if write {
-        options.write(true);
-    } else {
-        // Do not wait for containerd's writer: open non-blocking, then clear it.
-        options.read(true).custom_flags(libc::O_NONBLOCK);
-    }
-    let file = options.open(path).map_err(|e| format!("opening {path}: {e}"))?;
-    if !write {
-        // SAFETY: fcntl on a descriptor we own.
-        unsafe {
-            let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
-            libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
-        }
-    }
+    let end = if write { FifoEnd::Write } else { FifoEnd::Read };
+    let file = open_fifo(path, end, Blocking::Yes).map_err(|e| format!("opening {path}: {e}"))?;
     Ok(Stdio::from(file))
 }
 
 impl RuncContainer {
     /// Prepare the container; nothing runs until [`RuncContainer::start`].
-    pub fn create(id: &str, bundle: &Path, stdio: (&str, &str, &str), cgroups_path: Option<String>) -> Result<Self, String> {
+    pub fn create(
+        id: &str,
+        bundle: &Path,
+        stdio: (&str, &str, &str),
+        cgroups_path: Option<String>,
+    ) -> Result<Self, String> {
         std::fs::create_dir_all(RUNC_ROOT).map_err(|e| format!("creating {RUNC_ROOT}: {e}"))?;
         Ok(Self {
             id: id.to_owned(),
@@ -126,9 +117,8 @@ impl RuncContainer {
         *self.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
         let started = std::time::Instant::now();
         loop {
-            match self.status().as_deref() {
-                Some("running" | "stopped" | "paused") => return Ok(()),
-                _ => {}
+            if let Some("running" | "stopped" | "paused") = self.status().as_deref() {
+                return Ok(());
             }
             let exited = self
                 .child
@@ -188,11 +178,9 @@ impl RuncContainer {
 pub fn exit_status(waited: std::io::Result<std::process::ExitStatus>) -> u32 {
     use std::os::unix::process::ExitStatusExt as _;
     match waited {
-        Ok(status) => status
-            .code()
-            .map(|c| c as u32)
-            .or_else(|| status.signal().map(|s| 128 + s as u32))
-            .unwrap_or(255),
+        Ok(status) => {
+            status.code().map(|c| c as u32).or_else(|| status.signal().map(|s| 128 + s as u32)).unwrap_or(255)
+        }
         Err(_) => 255,
     }
 }

@@ -88,23 +88,14 @@ impl PodNamespaces {
             _ => None,
         };
         let (ready_r, ready_w) = std::io::pipe().map_err(SandboxError::Clone)?;
-        let setup = ChildSetup {
-            join,
-            hostname,
-            ready: ready_w.as_raw_fd(),
-        };
+        let setup = ChildSetup { join, hostname, ready: ready_w.as_raw_fd() };
         let mut stack = vec![0u8; 64 * 1024];
         // SAFETY: the stack is ours and outlives the call (the child gets a
         // copy of it: no CLONE_VM); `holder` only makes raw system calls.
         let pid = unsafe {
             let top = stack.as_mut_ptr().add(stack.len());
             let top = top.sub(top as usize % 16);
-            libc::clone(
-                holder,
-                top.cast(),
-                new_flags | libc::SIGCHLD,
-                std::ptr::from_ref(&setup).cast_mut().cast(),
-            )
+            libc::clone(holder, top.cast(), new_flags | libc::SIGCHLD, std::ptr::from_ref(&setup).cast_mut().cast())
         };
         drop(stack);
         if pid < 0 {
@@ -116,11 +107,7 @@ impl PodNamespaces {
         let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
         // SAFETY: a new descriptor that nothing else owns.
         let pidfd = (pidfd >= 0).then(|| unsafe { std::os::fd::FromRawFd::from_raw_fd(pidfd as libc::c_int) });
-        let this = Self {
-            pid,
-            pidfd,
-            reaped: std::sync::atomic::AtomicBool::new(false),
-        };
+        let this = Self { pid, pidfd, reaped: std::sync::atomic::AtomicBool::new(false) };
         let mut byte = [0u8; 1];
         match std::io::Read::read(&mut std::fs::File::from(OwnedFd::from(ready_r)), &mut byte) {
             Ok(1) => Ok(this),
@@ -135,8 +122,8 @@ impl PodNamespaces {
     /// Block until the holder exits; its wait status as a shell would say it.
     pub fn wait(&self) -> i32 {
         let mut status = 0;
-        // SAFETY: waitpid on our own child.
         loop {
+            // SAFETY: waitpid on our own child.
             let r = unsafe { libc::waitpid(self.pid, &mut status, 0) };
             if r == self.pid {
                 self.reaped.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -164,7 +151,13 @@ impl PodNamespaces {
             // SAFETY: pidfd_send_signal on our pidfd; a reaped child's pidfd
             // refers to no process (ESRCH), never to another one.
             Some(fd) => unsafe {
-                libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), libc::SIGKILL, std::ptr::null::<libc::c_void>(), 0);
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::c_void>(),
+                    0,
+                );
             },
             // SAFETY: kill(2) on our own child, unless `wait` reaped it.
             None if !self.reaped() => unsafe {

@@ -54,10 +54,7 @@ pub enum SpecError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpSettings {
     pub listen: std::net::SocketAddr,
-    /// The pod's network namespace (`None`: the shim's own, i.e. host network).
-    pub netns: Option<PathBuf>,
-    /// The spec asks for a new, empty network namespace.
-    pub new_netns: bool,
+    pub network: Network,
     pub serve: wasmlet_runtime::ServeConfig,
 }
 
@@ -80,28 +77,37 @@ pub struct WasmTask {
 /// A CRI pod sandbox container (`io.kubernetes.cri.container-type: sandbox`):
 /// it runs no Wasm; a holder process owns the pod's namespaces (`sandbox`).
 pub fn is_pod_sandbox(spec: &Spec) -> bool {
-    spec.annotations()
+    spec.annotations().as_ref().and_then(|a| a.get("io.kubernetes.cri.container-type")).is_some_and(|t| t == "sandbox")
+}
+
+/// The network namespace a spec gives its container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Network {
+    /// No network namespace in the spec: the node's (host-network pods).
+    Host,
+    /// An existing namespace, such as the pod's made by CNI.
+    Path(PathBuf),
+    /// A new, empty one (`ctr run` without `--net-host`).
+    New,
+}
+
+pub fn network(spec: &Spec) -> Network {
+    let namespace = spec
+        .linux()
         .as_ref()
-        .and_then(|a| a.get("io.kubernetes.cri.container-type"))
-        .is_some_and(|t| t == "sandbox")
+        .and_then(|linux| linux.namespaces().as_ref())
+        .and_then(|namespaces| namespaces.iter().find(|ns| ns.typ() == LinuxNamespaceType::Network));
+    match namespace {
+        None => Network::Host,
+        Some(ns) => ns.path().clone().map_or(Network::New, Network::Path),
+    }
 }
 
 /// Whether the guest may open sockets: with the annotation, or for a
-/// host-network container (its spec names no network namespace).
+/// host-network container.
 pub fn network_granted(spec: &Spec) -> bool {
-    let annotated = spec
-        .annotations()
-        .as_ref()
-        .and_then(|a| a.get(NETWORK_ANNOTATION))
-        .is_some_and(|v| v == "allow");
-    let host_network = spec.linux().as_ref().is_some_and(|linux| {
-        !linux
-            .namespaces()
-            .iter()
-            .flatten()
-            .any(|ns| ns.typ() == LinuxNamespaceType::Network)
-    });
-    annotated || host_network
+    let annotated = spec.annotations().as_ref().and_then(|a| a.get(NETWORK_ANNOTATION)).is_some_and(|v| v == "allow");
+    annotated || network(spec) == Network::Host
 }
 
 /// Translate `spec` for a bundle whose rootfs is mounted at `rootfs`.
@@ -114,9 +120,7 @@ pub fn wasm_task(spec: &Spec, rootfs: &Path) -> Result<WasmTask, SpecError> {
         _ => (argv0.as_str(), Entry::Default),
     };
     // As the container would see it: symlinks and `..` stay in the rootfs.
-    let wasm = super::rootfs::resolve(rootfs, &Path::new("/").join(path))
-        .ok()
-        .filter(|p| p.is_file());
+    let wasm = super::rootfs::resolve(rootfs, &Path::new("/").join(path)).ok().filter(|p| p.is_file());
     let wasm_name = path.to_owned();
 
     let mut env = Vec::new();
@@ -129,11 +133,8 @@ pub fn wasm_task(spec: &Spec, rootfs: &Path) -> Result<WasmTask, SpecError> {
     let cwd = process.map(|p| p.cwd().to_string_lossy().into_owned()).filter(|c| !c.is_empty());
 
     let root = spec.root().as_ref().ok_or(SpecError::NoRoot)?;
-    let mut preopens = vec![Preopen {
-        host: rootfs.to_owned(),
-        guest: "/".into(),
-        read_only: root.readonly().unwrap_or(false),
-    }];
+    let mut preopens =
+        vec![Preopen { host: rootfs.to_owned(), guest: "/".into(), read_only: root.readonly().unwrap_or(false) }];
     for mount in spec.mounts().iter().flatten() {
         let options = mount.options().clone().unwrap_or_default();
         let is_bind = mount.typ().as_deref() == Some("bind") || options.iter().any(|o| o == "bind" || o == "rbind");
@@ -152,7 +153,6 @@ pub fn wasm_task(spec: &Spec, rootfs: &Path) -> Result<WasmTask, SpecError> {
         });
     }
 
-
     let memory = spec
         .linux()
         .as_ref()
@@ -169,14 +169,7 @@ pub fn wasm_task(spec: &Spec, rootfs: &Path) -> Result<WasmTask, SpecError> {
         wasm,
         wasm_name,
         entry,
-        caps: Capabilities {
-            args,
-            env,
-            cwd,
-            preopens,
-            network: network_granted(spec),
-            ..Default::default()
-        },
+        caps: Capabilities { args, env, cwd, preopens, network: network_granted(spec), ..Default::default() },
         limits: Limits {
             memory,
             // Shared with the running guest so Update can change it.
@@ -191,11 +184,8 @@ fn annotation<'a>(spec: &'a Spec, name: &str) -> Option<&'a str> {
 }
 
 fn http_settings(spec: &Spec, env: &[(String, String)]) -> Result<HttpSettings, SpecError> {
-    let bad = |name: &'static str, value: &str, why: String| SpecError::BadAnnotation {
-        name,
-        value: value.to_owned(),
-        why,
-    };
+    let bad =
+        |name: &'static str, value: &str, why: String| SpecError::BadAnnotation { name, value: value.to_owned(), why };
     let port = match env.iter().rev().find(|(name, _)| name == "PORT") {
         Some((_, value)) => value.parse::<u16>().map_err(|_| SpecError::BadPort(value.clone()))?,
         None => DEFAULT_HTTP_PORT,
@@ -206,12 +196,15 @@ fn http_settings(spec: &Spec, env: &[(String, String)]) -> Result<HttpSettings, 
         Some(value) => match (value.parse::<std::net::SocketAddr>(), value.parse::<std::net::IpAddr>()) {
             (Ok(addr), _) => addr,
             (_, Ok(ip)) => std::net::SocketAddr::new(ip, port),
-            _ => return Err(bad(HTTP_LISTEN_ANNOTATION, value, "expected an IP address, optionally with :PORT".into())),
+            _ => {
+                return Err(bad(HTTP_LISTEN_ANNOTATION, value, "expected an IP address, optionally with :PORT".into()))
+            }
         },
     };
     let mut serve = wasmlet_runtime::ServeConfig::default();
     if let Some(value) = annotation(spec, HTTP_TIMEOUT_ANNOTATION) {
-        serve.request_timeout = crate::units::parse_duration(value).map_err(|e| bad(HTTP_TIMEOUT_ANNOTATION, value, e))?;
+        serve.request_timeout =
+            crate::units::parse_duration(value).map_err(|e| bad(HTTP_TIMEOUT_ANNOTATION, value, e))?;
     }
     if let Some(value) = annotation(spec, HTTP_MAX_IN_FLIGHT_ANNOTATION) {
         serve.max_in_flight = value
@@ -223,17 +216,7 @@ fn http_settings(spec: &Spec, env: &[(String, String)]) -> Result<HttpSettings, 
     if let Some(value) = annotation(spec, HTTP_MAX_BODY_ANNOTATION) {
         serve.max_body_bytes = crate::units::parse_size(value).map_err(|e| bad(HTTP_MAX_BODY_ANNOTATION, value, e))?;
     }
-    let network_ns = spec
-        .linux()
-        .as_ref()
-        .and_then(|linux| linux.namespaces().as_ref())
-        .and_then(|namespaces| namespaces.iter().find(|ns| ns.typ() == LinuxNamespaceType::Network));
-    Ok(HttpSettings {
-        listen,
-        netns: network_ns.and_then(|ns| ns.path().clone()),
-        new_netns: network_ns.is_some_and(|ns| ns.path().is_none()),
-        serve,
-    })
+    Ok(HttpSettings { listen, network: network(spec), serve })
 }
 
 /// The guest's share of a container memory limit.
@@ -314,8 +297,7 @@ mod tests {
         std::fs::write(rootfs.path().join("app.wasm"), b"\0asm").unwrap();
         let task = wasm_task(&spec(base(serde_json::json!({}))), rootfs.path()).unwrap();
         assert_eq!(task.http.listen, "0.0.0.0:8080".parse().unwrap());
-        assert!(task.http.new_netns);
-        assert_eq!(task.http.netns, None);
+        assert_eq!(task.http.network, Network::New);
 
         let mut v = base(serde_json::json!({"annotations": {
             "wasmlet.io/http-listen": "127.0.0.1",
@@ -327,8 +309,7 @@ mod tests {
         v["linux"]["namespaces"] = serde_json::json!([{"type": "network", "path": "/var/run/netns/pod"}]);
         let http = wasm_task(&spec(v), rootfs.path()).unwrap().http;
         assert_eq!(http.listen, "127.0.0.1:9000".parse().unwrap());
-        assert_eq!(http.netns.as_deref(), Some(Path::new("/var/run/netns/pod")));
-        assert!(!http.new_netns);
+        assert_eq!(http.network, Network::Path("/var/run/netns/pod".into()));
         assert_eq!(http.serve.request_timeout, std::time::Duration::from_secs(2));
         assert_eq!((http.serve.max_in_flight, http.serve.max_body_bytes), (3, 1024));
 

@@ -81,12 +81,7 @@ pub fn open(stdin: &str, stdout: &str, stderr: &str, owner: &Owner<'_>) -> std::
         "" => StdinSource::Null,
         path => StdinSource::File(open_stdin(path)?),
     };
-    let mut relay = Relay {
-        streams: Vec::new(),
-        tasks: Vec::new(),
-        readers: Vec::new(),
-        log_binary: None,
-    };
+    let mut relay = Relay { streams: Vec::new(), tasks: Vec::new(), readers: Vec::new(), log_binary: None };
     let (stdout, stderr) = if stdout.starts_with("binary://") || stderr.starts_with("binary://") {
         let uri = if stdout.starts_with("binary://") { stdout } else { stderr };
         let (child, out, err) = start_log_binary(uri, owner)?;
@@ -238,25 +233,54 @@ fn destination(uri: &str) -> std::io::Result<Option<Destination>> {
     if is_fifo(uri) {
         // Our own read end first: the write-only open then cannot wait, and
         // the FIFO never breaks while the shim holds it.
-        let reader = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(uri)?;
-        let writer = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(uri)?;
+        let reader = open_fifo(uri, FifoEnd::Read, Blocking::No)?;
+        let writer = open_fifo(uri, FifoEnd::Write, Blocking::No)?;
         return Ok(Some(Destination::Fifo { writer, reader }));
     }
     Ok(Some(Destination::File(append(uri)?)))
 }
 
+/// Which end of a FIFO to open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FifoEnd {
+    Read,
+    Write,
+}
+
+/// Whether the opened end blocks (what a process handed the FIFO as its
+/// stdio expects), or stays non-blocking (for the shim's relays).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blocking {
+    Yes,
+    No,
+}
+
+/// One end of containerd's FIFO at `path`, close-on-exec. A read end never
+/// waits for a writer to appear (it is opened non-blocking); a non-blocking
+/// write end fails at once without a reader, a blocking one waits for it.
+pub fn open_fifo(path: &str, end: FifoEnd, blocking: Blocking) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    match end {
+        FifoEnd::Read => options.read(true),
+        FifoEnd::Write => options.write(true),
+    };
+    let nonblocking_open = end == FifoEnd::Read || blocking == Blocking::No;
+    if nonblocking_open {
+        options.custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC);
+    }
+    let file = options.open(path)?;
+    if nonblocking_open && blocking == Blocking::Yes {
+        // SAFETY: fcntl on a descriptor we own.
+        unsafe {
+            let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+            libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
+        }
+    }
+    Ok(file)
+}
+
 fn append(path: &str) -> std::io::Result<File> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
+    OpenOptions::new().append(true).create(true).custom_flags(libc::O_CLOEXEC).open(path)
 }
 
 fn is_fifo(path: &str) -> bool {
@@ -271,13 +295,11 @@ fn is_fifo(path: &str) -> bool {
 fn open_stdin(path: &str) -> std::io::Result<File> {
     let (reader, mut writer) = std::io::pipe()?;
     let path = path.to_owned();
-    std::thread::Builder::new().name("wasmlet-stdin".into()).spawn(move || {
-        match File::open(&path) {
-            Ok(mut fifo) => {
-                let _ = std::io::copy(&mut fifo, &mut writer);
-            }
-            Err(err) => tracing::warn!(%path, error = %err, "opening stdin"),
+    std::thread::Builder::new().name("wasmlet-stdin".into()).spawn(move || match File::open(&path) {
+        Ok(mut fifo) => {
+            let _ = std::io::copy(&mut fifo, &mut writer);
         }
+        Err(err) => tracing::warn!(%path, error = %err, "opening stdin"),
     })?;
     Ok(File::from(OwnedFd::from(reader)))
 }
@@ -407,7 +429,10 @@ mod tests {
     fn binary_uri_gives_path_and_arguments() {
         assert_eq!(
             parse_binary_uri("binary:///usr/bin/logger?level=debug&flag&path=%2Fvar%2Flog"),
-            Some(("/usr/bin/logger".into(), vec!["level".into(), "debug".into(), "flag".into(), "path".into(), "/var/log".into()]))
+            Some((
+                "/usr/bin/logger".into(),
+                vec!["level".into(), "debug".into(), "flag".into(), "path".into(), "/var/log".into()]
+            ))
         );
         assert_eq!(parse_binary_uri("binary://relative/logger"), None);
         assert_eq!(parse_binary_uri("file:///x"), None);

@@ -1,10 +1,9 @@
 //! Reading a container's Wasm from containerd's content store (gRPC):
-//! container → image → manifest (through an index if need be) → the Wasm
-//! layer, verified against its digest. For images whose rootfs is empty
-//! because their Wasm is a layer, not a file.
+//! container → image → manifest (through an index if need be, by
+//! `wasmlet_oci::resolve`, as a registry pull does) → the Wasm layer,
+//! verified against its digest. For images whose rootfs is empty because
+//! their Wasm is a layer, not a file.
 
-use crate::digest::{verify_digest, DigestError};
-use crate::format::{classify, parse_manifest, FormatError, Packaging};
 use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::content_client::ContentClient;
 use containerd_client::services::v1::images_client::ImagesClient;
@@ -12,6 +11,9 @@ use containerd_client::services::v1::{GetContainerRequest, GetImageRequest, Read
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::Request;
 use containerd_client::with_namespace;
+use wasmlet_content::{verify as verify_digest, DigestError};
+use wasmlet_oci::format::Packaging;
+use wasmlet_oci::resolve::{resolve, ManifestSource, ResolveError};
 
 /// Largest blob read from the content store for a manifest or index.
 const MAX_MANIFEST_BYTES: u64 = 4 << 20;
@@ -23,10 +25,10 @@ pub enum ContainerdError {
     #[error("containerd {call}: {message}")]
     Call { call: &'static str, message: String },
     #[error("image {image}: {source}")]
-    Format {
+    Resolve {
         image: String,
         #[source]
-        source: FormatError,
+        source: ResolveError,
     },
     #[error("image {image}: {source}")]
     Digest {
@@ -42,7 +44,8 @@ pub enum ContainerdError {
 #[derive(Debug, Clone)]
 pub struct WasmBlob {
     pub image: String,
-    pub digest: String,
+    /// Verified against the bytes.
+    pub digest: wasmlet_content::Digest,
     pub media_type: String,
     pub bytes: Vec<u8>,
 }
@@ -53,37 +56,23 @@ pub struct ContainerdContent {
 }
 
 fn call(call: &'static str) -> impl Fn(containerd_client::tonic::Status) -> ContainerdError {
-    move |status| ContainerdError::Call {
-        call,
-        message: status.message().to_owned(),
-    }
+    move |status| ContainerdError::Call { call, message: status.message().to_owned() }
 }
 
 impl ContainerdContent {
     pub async fn connect(address: &str, namespace: &str) -> Result<Self, ContainerdError> {
         let path = address.strip_prefix("unix://").unwrap_or(address);
-        let channel = containerd_client::connect(path).await.map_err(|e| ContainerdError::Connect {
-            address: address.to_owned(),
-            message: e.to_string(),
-        })?;
-        Ok(Self {
-            channel,
-            namespace: namespace.to_owned(),
-        })
+        let channel = containerd_client::connect(path)
+            .await
+            .map_err(|e| ContainerdError::Connect { address: address.to_owned(), message: e.to_string() })?;
+        Ok(Self { channel, namespace: namespace.to_owned() })
     }
 
     async fn read(&self, digest: &str, limit: Option<u64>) -> Result<Vec<u8>, ContainerdError> {
         let mut client = ContentClient::new(self.channel.clone());
-        let request = ReadContentRequest {
-            digest: digest.to_owned(),
-            offset: 0,
-            size: 0,
-        };
-        let mut stream = client
-            .read(with_namespace!(request, self.namespace))
-            .await
-            .map_err(call("content read"))?
-            .into_inner();
+        let request = ReadContentRequest { digest: digest.to_owned(), offset: 0, size: 0 };
+        let mut stream =
+            client.read(with_namespace!(request, self.namespace)).await.map_err(call("content read"))?.into_inner();
         let mut bytes = Vec::new();
         while let Some(chunk) = stream.message().await.map_err(call("content read"))? {
             bytes.extend_from_slice(&chunk.data);
@@ -101,9 +90,7 @@ impl ContainerdContent {
     /// its Wasm in the rootfs (or the container has no image).
     pub async fn wasm_for_container(&self, container_id: &str) -> Result<Option<WasmBlob>, ContainerdError> {
         let mut containers = ContainersClient::new(self.channel.clone());
-        let request = GetContainerRequest {
-            id: container_id.to_owned(),
-        };
+        let request = GetContainerRequest { id: container_id.to_owned() };
         let container = containers
             .get(with_namespace!(request, self.namespace))
             .await
@@ -122,50 +109,41 @@ impl ContainerdContent {
             .into_inner()
             .image
             .and_then(|i| i.target)
-            .ok_or_else(|| ContainerdError::Image {
-                image: image.clone(),
-                message: "has no target".into(),
-            })?;
-        let verify = |what: &str, bytes: &[u8], digest: &str, size: Option<u64>| {
-            verify_digest(what, bytes, digest, size).map_err(|source| ContainerdError::Digest {
-                image: image.clone(),
-                source,
-            })
-        };
-        let mut manifest_digest = target.digest.clone();
-        let mut bytes = self.read(&manifest_digest, Some(MAX_MANIFEST_BYTES)).await?;
-        verify("manifest", &bytes, &manifest_digest, Some(target.size as u64))?;
-        if crate::format::INDEX_MEDIA_TYPES.contains(&target.media_type.as_str()) {
-            let index: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| ContainerdError::Image {
-                image: image.clone(),
-                message: format!("invalid index: {e}"),
-            })?;
-            manifest_digest = crate::format::choose_from_index(&index).ok_or_else(|| ContainerdError::Image {
-                image: image.clone(),
-                message: "the index lists no manifest".into(),
-            })?;
-            bytes = self.read(&manifest_digest, Some(MAX_MANIFEST_BYTES)).await?;
-            verify("manifest", &bytes, &manifest_digest, None)?;
-        }
-        let manifest = parse_manifest(&bytes).map_err(|source| ContainerdError::Format {
-            image: image.clone(),
-            source,
-        })?;
-        match classify(&manifest).map_err(|source| ContainerdError::Format {
-            image: image.clone(),
-            source,
-        })? {
+            .ok_or_else(|| ContainerdError::Image { image: image.clone(), message: "has no target".into() })?;
+        let top = self.read(&target.digest, Some(MAX_MANIFEST_BYTES)).await?;
+        verify_digest("manifest", &top, &target.digest, Some(target.size as u64))
+            .map_err(|source| ContainerdError::Digest { image: image.clone(), source })?;
+        let source = ImageManifests { content: self, image: &image };
+        let resolved = resolve(&source, top).await?;
+        match resolved.packaging {
             Packaging::Rootfs => Ok(None),
             Packaging::WasmLayer { media_type, digest, size } => {
                 let bytes = self.read(&digest, Some(size)).await?;
-                verify("Wasm layer", &bytes, &digest, Some(size))?;
-                Ok(Some(WasmBlob {
-                    image: image.clone(),
-                    digest,
-                    media_type,
-                    bytes,
-                }))
+                let digest = verify_digest("Wasm layer", &bytes, &digest, Some(size))
+                    .map_err(|source| ContainerdError::Digest { image: image.clone(), source })?;
+                Ok(Some(WasmBlob { image: image.clone(), digest, media_type, bytes }))
             }
         }
+    }
+}
+
+/// An image's manifests in containerd's content store, as the resolver reads them.
+struct ImageManifests<'a> {
+    content: &'a ContainerdContent,
+    image: &'a str,
+}
+
+impl ManifestSource for ImageManifests<'_> {
+    type Error = ContainerdError;
+
+    async fn manifest(&self, digest: &str) -> Result<Vec<u8>, ContainerdError> {
+        let bytes = self.content.read(digest, Some(MAX_MANIFEST_BYTES)).await?;
+        verify_digest("manifest", &bytes, digest, None)
+            .map_err(|source| ContainerdError::Digest { image: self.image.to_owned(), source })?;
+        Ok(bytes)
+    }
+
+    fn resolve_error(&self, source: ResolveError) -> ContainerdError {
+        ContainerdError::Resolve { image: self.image.to_owned(), source }
     }
 }

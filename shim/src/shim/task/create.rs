@@ -1,0 +1,174 @@
+//! The Create verb: mount the rootfs, read the bundle's spec and pick the
+//! workload it describes (a pod sandbox, a Linux container for runc, or Wasm,
+//! compiled and linked now so a bad binary fails Create as it does under runc).
+
+use super::error::{blocking, TaskError, TaskResult};
+use super::lifecycle::{Cleanup, NewContainer};
+use super::SharedRuntime;
+use crate::shim::cgroup::ContainerCgroup;
+use crate::shim::runc::{self, RuncContainer};
+use crate::shim::sandbox::PodNamespaces;
+use crate::shim::spec::{is_pod_sandbox, wasm_task, SpecError};
+use crate::shim::stdio;
+use crate::shim::workload::{LinuxContainer, PodSandbox, WasmGuest, Workload};
+use containerd_shim::protos::api;
+use oci_spec::runtime::Spec;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// What Create needs from the shim beyond the request.
+pub struct CreateContext<'a> {
+    pub runtime: &'a SharedRuntime,
+    pub cgroup: &'a Mutex<Option<ContainerCgroup>>,
+    /// containerd's gRPC address and namespace, for reading image content.
+    pub containerd: &'a (String, String),
+}
+
+/// The rootfs containerd asked us to mount; unmounted on drop unless kept.
+struct RootfsMount(Option<PathBuf>);
+
+impl RootfsMount {
+    async fn mount(mounts: &[api::Mount], rootfs: &Path) -> TaskResult<Self> {
+        for mount in mounts {
+            containerd_shim::util::mount_rootfs(mount, rootfs)
+                .await
+                .map_err(|e| TaskError::Internal(format!("mounting rootfs at {}: {e}", rootfs.display())))?;
+        }
+        Ok(Self((!mounts.is_empty()).then(|| rootfs.to_owned())))
+    }
+
+    /// Unmount when the container is deleted instead.
+    fn keep(mut self) -> Option<Cleanup> {
+        let rootfs = self.0.take()?;
+        Some(Box::new(move || unmount(&rootfs)))
+    }
+}
+
+impl Drop for RootfsMount {
+    fn drop(&mut self) {
+        if let Some(rootfs) = self.0.take() {
+            unmount(&rootfs);
+        }
+    }
+}
+
+fn unmount(rootfs: &Path) {
+    if let Err(err) = containerd_shim::mount::umount_recursive(rootfs.to_str(), libc::MNT_DETACH) {
+        tracing::warn!(rootfs = %rootfs.display(), error = %err, "unmounting rootfs");
+    }
+}
+
+pub async fn create(ctx: &CreateContext<'_>, req: &api::CreateTaskRequest) -> TaskResult<NewContainer> {
+    if req.terminal {
+        return Err(TaskError::InvalidArgument(
+            "wasmlet does not support a terminal (tty) for Wasm containers; run without -t".into(),
+        ));
+    }
+    if !req.checkpoint.is_empty() {
+        return Err(TaskError::Unimplemented("wasmlet does not support restoring checkpoints".into()));
+    }
+    let bundle = PathBuf::from(&req.bundle);
+    let rootfs = bundle.join("rootfs");
+    let mount = RootfsMount::mount(&req.rootfs, &rootfs).await?;
+    let spec = Spec::load(bundle.join("config.json"))
+        .map_err(|e| TaskError::InvalidArgument(format!("reading the bundle's config.json: {e}")))?;
+    let workload = workload_for(ctx, req, &bundle, &spec).await.inspect_err(|err| {
+        tracing::warn!(id = %req.id, error = %err, "create failed");
+    })?;
+    Ok(NewContainer {
+        id: req.id.clone(),
+        bundle,
+        stdio: (req.stdin.clone(), req.stdout.clone(), req.stderr.clone()),
+        workload,
+        cleanup: mount.keep(),
+    })
+}
+
+async fn workload_for(
+    ctx: &CreateContext<'_>,
+    req: &api::CreateTaskRequest,
+    bundle: &Path,
+    spec: &Spec,
+) -> TaskResult<Arc<dyn Workload>> {
+    if is_pod_sandbox(spec) {
+        let spec = spec.clone();
+        let holder = blocking(move || {
+            PodNamespaces::create(&spec).map_err(|e| TaskError::Internal(format!("pod sandbox: {e}")))
+        })
+        .await?;
+        tracing::info!(id = %req.id, holder = holder.pid(), "created pod sandbox (a holder process owns the pod's namespaces)");
+        return Ok(Arc::new(PodSandbox::new(holder)));
+    }
+    // The container's root as the spec names it (`root.path`, absolute or
+    // relative to the bundle), as runc reads it.
+    let root = spec.root().as_ref().map_or_else(|| bundle.join("rootfs"), |r| bundle.join(r.path()));
+    if runc::is_native(spec, &root) {
+        // runc owns this cgroup (and freezes it to kill): step out of it.
+        if let Some(cgroup) = ctx.cgroup.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            cgroup.leave();
+        }
+        let cgroups_path =
+            spec.linux().as_ref().and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
+        let runc = RuncContainer::create(&req.id, bundle, (&req.stdin, &req.stdout, &req.stderr), cgroups_path)
+            .map_err(|e| TaskError::Internal(format!("Linux container: {e}")))?;
+        tracing::info!(id = %req.id, "created Linux container (runc)");
+        return Ok(Arc::new(LinuxContainer::new(runc)));
+    }
+    Ok(wasm_guest(ctx, req, spec, &root).await?.into_workload())
+}
+
+/// Compile (or load from the cache) and link the Wasm, and open its stdio.
+async fn wasm_guest(
+    ctx: &CreateContext<'_>,
+    req: &api::CreateTaskRequest,
+    spec: &Spec,
+    root: &Path,
+) -> TaskResult<WasmGuest> {
+    let task = wasm_task(spec, root).map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
+    let runtime = ctx.runtime.wait().await?;
+    let loader = runtime.clone();
+    let program = match task.wasm.clone() {
+        Some(wasm) => blocking(move || loader.load_file(&wasm, false).map_err(|e| TaskError::InvalidArgument(e.to_string()))).await?,
+        None => {
+            // Not a file in the rootfs: maybe the image is a Wasm artifact
+            // whose layer is the Wasm (its rootfs is empty).
+            let blob = image_wasm_layer(ctx.containerd, &req.id, &task.wasm_name).await?;
+            let digest = blob.digest;
+            tracing::info!(image = %blob.image, layer = %blob.digest, media_type = %blob.media_type, "Wasm from the image's layer");
+            let what = format!("{} (layer {})", blob.image, blob.digest);
+            blocking(move || loader.load_verified(&blob.bytes, digest, &what).map_err(|e| TaskError::InvalidArgument(e.to_string()))).await?
+        }
+    }
+    .0;
+    // Unknown imports fail Create, as a bad binary fails runc's create.
+    runtime.link(&program).map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
+    let (stdin, stdout, stderr) = (req.stdin.clone(), req.stdout.clone(), req.stderr.clone());
+    let (id, namespace) = (req.id.clone(), ctx.containerd.1.clone());
+    let (stdio, mut relay) = blocking(move || {
+        stdio::open(&stdin, &stdout, &stderr, &stdio::Owner { id: &id, namespace: &namespace })
+            .map_err(|e| TaskError::Internal(format!("opening stdio: {e}")))
+    })
+    .await?;
+    relay.start().map_err(|e| TaskError::Internal(format!("relaying stdio: {e}")))?;
+    tracing::info!(id = %req.id, wasm = %task.wasm_name, digest = %program.digest(), kind = ?program.kind(), "created");
+    Ok(WasmGuest::new(&req.id, runtime, program, task, stdio, relay))
+}
+
+/// The Wasm layer of the container's image, read from containerd's content
+/// store and verified; an error naming argv\[0\] when there is none.
+async fn image_wasm_layer(
+    containerd: &(String, String),
+    id: &str,
+    argv0: &str,
+) -> TaskResult<crate::shim::content::WasmBlob> {
+    let missing = SpecError::NotFound(argv0.to_owned()).to_string();
+    let (address, namespace) = containerd;
+    let content = crate::shim::content::ContainerdContent::connect(address, namespace)
+        .await
+        .map_err(|e| TaskError::InvalidArgument(format!("{missing}, and the image could not be read: {e}")))?;
+    match content.wasm_for_container(id).await {
+        Ok(Some(blob)) => Ok(blob),
+        Ok(None) => Err(TaskError::InvalidArgument(missing)),
+        Err(e) => Err(TaskError::InvalidArgument(format!("{missing}, and the image has no usable Wasm layer: {e}"))),
+    }
+}
