@@ -8,6 +8,8 @@
 //! wall time of the whole `ctr run --rm`. Memory: 50 idle containers of each
 //! kind alive at once; total PSS of every process they cost, divided by 50.
 //! Writes benches/results/containerd-SERIES.md and .svg (WASMLET_CONTAINERD).
+//! With WASMLET_BASELINE_SHIM (an older shim binary) it also runs that shim
+//! in the same rounds and only prints the tables: before/after a change.
 
 use std::path::Path;
 use std::process::Command;
@@ -49,7 +51,11 @@ fn main() {
     let sleep_c = cc_static("sleep.c", &work.path().join("sleep"));
     let noop = wat::parse_str("(module (func (export \"_start\")))").unwrap();
     let images = [
-        ("docker.io/bench/native:latest", vec![("/hello", hello_c.clone(), 0o755), ("/sleep", sleep_c, 0o755)], vec!["/hello"]),
+        (
+            "docker.io/bench/native:latest",
+            vec![("/hello", hello_c.clone(), 0o755), ("/sleep", sleep_c, 0o755)],
+            vec!["/hello"],
+        ),
         (
             "docker.io/bench/wasm:latest",
             vec![
@@ -64,12 +70,33 @@ fn main() {
         let refs: Vec<(&str, &[u8], u32)> = files.iter().map(|(p, b, m)| (*p, b.as_slice(), *m)).collect();
         c.import(&oci::image_archive(work.path(), name, &refs, entry));
     }
-    let cases: [(&str, &str, &str, &str); 4] = [
+    // WASMLET_BASELINE_SHIM=/path/to/an/older/containerd-shim-wasmlet-v1
+    // adds it as a fifth case in the same interleaved rounds (before/after
+    // a change), under runtime type io.containerd.wasmletbaseline.v1.
+    let baseline = std::env::var_os("WASMLET_BASELINE_SHIM").map(|path| {
+        let installed = wasmlet_tests::profile_dir().join("containerd-shim-wasmletbaseline-v1");
+        std::fs::copy(&path, &installed).unwrap_or_else(|e| panic!("copying {path:?}: {e}"));
+        installed
+    });
+    let mut cases: Vec<(&str, &str, &str, &str)> = vec![
         ("runc: static C hello", "io.containerd.runc.v2", "docker.io/bench/native:latest", "/hello"),
         ("wasmlet: Rust hello (cached)", RUNTIME, "docker.io/bench/wasm:latest", "/hello.wasm"),
         ("wasmlet: do-nothing module", RUNTIME, "docker.io/bench/wasm:latest", "/noop.wasm"),
-        ("null shim (runs nothing): the floor", "io.containerd.nullbench.v1", "docker.io/bench/wasm:latest", "/noop.wasm"),
+        (
+            "null shim (runs nothing): the floor",
+            "io.containerd.nullbench.v1",
+            "docker.io/bench/wasm:latest",
+            "/noop.wasm",
+        ),
     ];
+    if baseline.is_some() {
+        cases.push((
+            "wasmlet baseline (WASMLET_BASELINE_SHIM): Rust hello (cached)",
+            "io.containerd.wasmletbaseline.v1",
+            "docker.io/bench/wasm:latest",
+            "/hello.wasm",
+        ));
+    }
     let run = |runtime: &str, image: &str, arg: &str, id: &str| {
         let started = Instant::now();
         let out = c.ctr().args(["run", "--rm", "--runtime", runtime, image, id, arg]).output().unwrap();
@@ -86,19 +113,26 @@ fn main() {
             samples[i].push(run(runtime, image, arg, &format!("bench-{round}-{i}")));
         }
     }
-    let rows: Vec<Row> = cases
-        .iter()
-        .zip(samples)
-        .map(|((name, ..), s)| Row { name, median: median(s) })
-        .collect();
+    let rows: Vec<Row> = cases.iter().zip(samples).map(|((name, ..), s)| Row { name, median: median(s) }).collect();
     let runc = rows[0].median.as_secs_f64();
 
     // Memory per idle container.
     let mut memory = Vec::new();
-    for (label, runtime, image, arg, shim) in [
+    let mut contestants = vec![
         ("runc", "io.containerd.runc.v2", "docker.io/bench/native:latest", "/sleep", "containerd-shim-runc-v2"),
         ("wasmlet", RUNTIME, "docker.io/bench/wasm:latest", "/sleep.wasm", "containerd-shim-wasmlet-v1"),
-    ] {
+    ];
+    if baseline.is_some() {
+        let shim = "containerd-shim-wasmletbaseline-v1";
+        contestants.push((
+            "wasmlet baseline",
+            "io.containerd.wasmletbaseline.v1",
+            "docker.io/bench/wasm:latest",
+            "/sleep.wasm",
+            shim,
+        ));
+    }
+    for (label, runtime, image, arg, shim) in contestants {
         let ids: Vec<String> = (0..idle).map(|i| format!("idle-{label}-{i}")).collect();
         for id in &ids {
             c.ctr_ok(&["run", "-d", "--runtime", runtime, image, id, arg]);
@@ -117,10 +151,18 @@ fn main() {
     }
 
     let mut md = String::new();
-    md.push_str(&format!("## `ctr run --rm`, {rounds} interleaved rounds (containerd {}, info level)\n\n", containerd_version(&c)));
+    md.push_str(&format!(
+        "## `ctr run --rm`, {rounds} interleaved rounds (containerd {}, info level)\n\n",
+        containerd_version(&c)
+    ));
     md.push_str("| case | median | / runc |\n|---|---|---|\n");
     for row in &rows {
-        md.push_str(&format!("| {} | {:.1} ms | {:.2} |\n", row.name, row.median.as_secs_f64() * 1e3, row.median.as_secs_f64() / runc));
+        md.push_str(&format!(
+            "| {} | {:.1} ms | {:.2} |\n",
+            row.name,
+            row.median.as_secs_f64() * 1e3,
+            row.median.as_secs_f64() / runc
+        ));
     }
     md.push_str(&format!("\n## Memory per idle container ({idle} alive at once, total PSS / {idle})\n\n"));
     md.push_str("| runtime | PSS per container | processes counted |\n|---|---|---|\n");
@@ -128,6 +170,12 @@ fn main() {
         md.push_str(&format!("| {label} | {mib:.2} MiB | {processes} |\n"));
     }
     println!("{md}");
+    if let Some(installed) = &baseline {
+        let _ = std::fs::remove_file(installed);
+    }
+    if baseline.is_some() {
+        return; // a before/after comparison: printed, not the recorded result
+    }
     let out_dir = repo_root().join("benches/results");
     std::fs::create_dir_all(&out_dir).unwrap();
     // One pair of files per containerd release (WASMLET_CONTAINERD).
@@ -138,13 +186,19 @@ fn main() {
 }
 
 fn containerd_version(c: &Containerd) -> String {
-    let out = Command::new(c.bin.join("containerd")).arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let out = Command::new(c.bin.join("containerd"))
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
     out.split_whitespace().nth(2).unwrap_or("?").to_owned()
 }
 
 /// Two horizontal bar charts (start latency, memory), plain SVG.
 fn chart(rows: &[Row], memory: &[(&str, f64, usize)]) -> String {
-    let mut svg = String::from(r#"<svg xmlns="http://www.w3.org/2000/svg" width="720" height="300" font-family="sans-serif" font-size="13">"#);
+    let mut svg = String::from(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="720" height="300" font-family="sans-serif" font-size="13">"#,
+    );
     svg.push_str(r#"<rect width="720" height="300" fill="white"/>"#);
     let bars = |svg: &mut String, top: f64, title: &str, items: Vec<(String, f64, String)>| {
         svg.push_str(&format!(r#"<text x="10" y="{}" font-weight="bold">{title}</text>"#, top));
@@ -159,9 +213,26 @@ fn chart(rows: &[Row], memory: &[(&str, f64, usize)]) -> String {
         }
     };
     let runc = rows[0].median.as_secs_f64();
-    bars(&mut svg, 20.0, "ctr run --rm, median (lower is better)", rows.iter().map(|r| (r.name.to_owned(), r.median.as_secs_f64(), format!("{:.1} ms ({:.2}× runc)", r.median.as_secs_f64() * 1e3, r.median.as_secs_f64() / runc))).collect());
-    bars(&mut svg, 150.0, "PSS per idle container (lower is better)", memory.iter().map(|(l, m, _)| (l.to_string(), *m, format!("{m:.2} MiB"))).collect());
+    bars(
+        &mut svg,
+        20.0,
+        "ctr run --rm, median (lower is better)",
+        rows.iter()
+            .map(|r| {
+                (
+                    r.name.to_owned(),
+                    r.median.as_secs_f64(),
+                    format!("{:.1} ms ({:.2}× runc)", r.median.as_secs_f64() * 1e3, r.median.as_secs_f64() / runc),
+                )
+            })
+            .collect(),
+    );
+    bars(
+        &mut svg,
+        150.0,
+        "PSS per idle container (lower is better)",
+        memory.iter().map(|(l, m, _)| (l.to_string(), *m, format!("{m:.2} MiB"))).collect(),
+    );
     svg.push_str("</svg>\n");
     svg
 }
-
