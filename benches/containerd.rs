@@ -2,7 +2,7 @@
 //! against a private containerd (the release WASMLET_CONTAINERD names).
 //! Run by `scripts/bench-containerd [SERIES…]`.
 //!
-//! Cold start: interleaved rounds of (runc: static C hello) / (wasmlet: Rust
+//! Cold start: interleaved rounds (each starting at the next case) of (runc: static C hello) / (wasmlet: Rust
 //! hello, cached) / (wasmlet: a do-nothing module) / (a null shim that runs
 //! nothing, benches/null-shim.rs: the floor any shim on this containerd pays),
 //! wall time of the whole `ctr run --rm`. Memory: 50 idle containers of each
@@ -109,7 +109,11 @@ fn main() {
     }
     let mut samples = vec![Vec::new(); cases.len()];
     for round in 0..rounds {
-        for (i, (_, runtime, image, arg)) in cases.iter().enumerate() {
+        // Each round starts at the next case, so none always follows the
+        // same neighbour (runc's teardown still runs when the next starts).
+        for k in 0..cases.len() {
+            let i = (round + k) % cases.len();
+            let (_, runtime, image, arg) = cases[i];
             samples[i].push(run(runtime, image, arg, &format!("bench-{round}-{i}")));
         }
     }
@@ -125,7 +129,7 @@ fn main() {
     if baseline.is_some() {
         let shim = "containerd-shim-wasmletbaseline-v1";
         contestants.push((
-            "wasmlet baseline",
+            "wasmlet-baseline",
             "io.containerd.wasmletbaseline.v1",
             "docker.io/bench/wasm:latest",
             "/sleep.wasm",
