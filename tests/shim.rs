@@ -721,3 +721,93 @@ fn exec_in_a_linux_container_with_and_without_a_terminal() {
     c.ctr_ok(&["tasks", "delete", &id]);
     c.ctr_ok(&["containers", "delete", &id]);
 }
+
+/// The pid of the guest process of container `id` (`wasmlet-guest ID`).
+fn guest_pid(id: &str) -> Option<i32> {
+    let wanted = format!("wasmlet-guest {id}\0");
+    std::fs::read_dir("/proc").unwrap().flatten().find_map(|entry| {
+        let pid = entry.file_name().to_string_lossy().parse::<i32>().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        cmdline.starts_with(wanted.as_bytes()).then_some(pid)
+    })
+}
+
+/// A line of /proc/PID/status, such as `CapEff`, without its name.
+fn status_field(pid: i32, name: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let prefix = format!("{name}:");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn the_guest_runs_in_its_own_process_as_the_specs_user_with_its_capabilities_and_rlimits() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let c = Containerd::start();
+    let image = guests_image(&c);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "root only\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mount = format!("type=bind,src={},dst=/vol,options=rbind:rw", dir.path().display());
+    let read = ["/files.wasm", "read", "/vol/secret"];
+
+    // As root, the spec's default user, the file is readable (as under runc).
+    let s = seen(&c.run_rm(&["--mount", &mount], image, &unique_id("root-read"), &read));
+    assert_eq!((s.code, s.stdout.as_str()), (Some(0), "root only\n\n"), "{s:?}");
+    // As uid 1000 it is not, and what the guest creates is its own.
+    let user = ["--mount", mount.as_str(), "--user", "1000:1000"];
+    let s = seen(&c.run_rm(&user, image, &unique_id("user-read"), &read));
+    assert_eq!(s.code, Some(3), "{s:?}");
+    assert!(s.stdout.contains("denied") && s.stdout.contains("ermission denied"), "{s:?}");
+    let s = seen(&c.run_rm(&user, image, &unique_id("user-write"), &["/files.wasm", "write", "/vol/made", "x"]));
+    assert_eq!(s.code, Some(0), "{s:?}");
+    let made = std::fs::metadata(dir.path().join("made")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (1000, 1000));
+
+    // The guest's process: the spec's credentials, no capabilities for a
+    // non-root user, no_new_privs, the spec's RLIMIT_NOFILE; for root, the
+    // spec's capability set, never all of the shim's.
+    for (flags, uid, no_caps) in
+        [(vec!["--user", "1000:1000"], "1000 1000 1000 1000", true), (vec![], "0 0 0 0", false)]
+    {
+        let id = unique_id("creds");
+        let mut args = vec!["run", "-d", "--runtime", RUNTIME];
+        args.extend(&flags);
+        args.extend([image, id.as_str(), "/sleep.wasm"]);
+        c.ctr_ok(&args);
+        let pid = (0..100)
+            .find_map(|_| {
+                guest_pid(&id).or_else(|| {
+                    std::thread::sleep(Duration::from_millis(50));
+                    None
+                })
+            })
+            .unwrap_or_else(|| panic!("no guest process for {id}"));
+        assert_eq!(status_field(pid, "Uid"), uid);
+        assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+        let effective = u64::from_str_radix(&status_field(pid, "CapEff"), 16).unwrap();
+        let bounding = u64::from_str_radix(&status_field(pid, "CapBnd"), 16).unwrap();
+        let shim = u64::from_str_radix(&status_field(std::process::id() as i32, "CapBnd"), 16).unwrap();
+        if no_caps {
+            assert_eq!(effective, 0, "a non-root guest has no capabilities");
+        } else {
+            assert!(effective != 0 && effective == bounding, "root gets the spec's set: {effective:x}");
+        }
+        assert!(bounding != shim && bounding & (1 << 21) == 0, "no CAP_SYS_ADMIN in the bounding set: {bounding:x}");
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let nofile =
+            limits.lines().find(|l| l.starts_with("Max open files")).unwrap().split_whitespace().collect::<Vec<_>>();
+        assert_eq!(&nofile[3..5], ["1024", "1024"], "{limits}");
+        c.ctr_ok(&["tasks", "kill", "--signal", "SIGKILL", &id]);
+        wait_gone(pid);
+        let _ = c.ctr().args(["tasks", "delete", &id]).output();
+        c.ctr_ok(&["containers", "delete", &id]);
+    }
+}

@@ -197,6 +197,16 @@ impl Runtime {
         }
     }
 
+    /// The program for `digest` from the compile cache, trusting the entry
+    /// (see `CompileCache::load_trusted`): how a confined guest process
+    /// gets the code its shim compiled.
+    pub fn load_cached(&self, digest: Digest) -> Result<Program, LoadError> {
+        let compiled = self.cache.load_trusted(&self.engine, &digest)?.ok_or_else(|| {
+            LoadError::from(crate::error::CacheError::Compile(format!("{digest} is not in the compile cache")))
+        })?;
+        Ok(Program::new(&self.engine, digest, compiled))
+    }
+
     fn load_precompiled_file(&self, path: &Path, what: &str) -> Result<(Program, CacheOutcome), LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
         let digest = Digest::of(&bytes);

@@ -11,4 +11,5 @@
 pub mod cli;
 pub mod logging;
 pub mod shim;
+mod signals;
 pub mod units;

@@ -62,7 +62,7 @@ pub fn run(runtime: &std::sync::Arc<Runtime>, args: RunArgs) -> i32 {
     };
     let kill = KillSwitch::new();
     let outcome = executor.block_on(async {
-        forward_signals(kill.clone());
+        crate::signals::forward_to(kill.clone());
         runtime.run_on_thread(RunRequest { program, entry, caps, limits, kill }).await
     });
     match outcome {
@@ -79,28 +79,6 @@ pub fn run(runtime: &std::sync::Arc<Runtime>, args: RunArgs) -> i32 {
         Err(err) => {
             eprintln!("wasmlet: {}: {err}", args.file.display());
             LOAD_ERROR_STATUS
-        }
-    }
-}
-
-/// SIGINT/SIGTERM/SIGHUP to wasmlet stop the guest with that signal's status
-/// (a server drains first); a second one stops it as SIGKILL.
-pub(crate) fn forward_signals(kill: KillSwitch) {
-    use tokio::signal::unix::{signal, SignalKind};
-    for (kind, number) in [
-        (SignalKind::interrupt(), libc::SIGINT),
-        (SignalKind::terminate(), libc::SIGTERM),
-        (SignalKind::hangup(), libc::SIGHUP),
-    ] {
-        let kill = kill.clone();
-        if let Ok(mut stream) = signal(kind) {
-            tokio::spawn(async move {
-                // A second signal (Ctrl-C twice) stops at once, as SIGKILL.
-                while stream.recv().await.is_some() {
-                    let signal = if kill.signal().is_some() { libc::SIGKILL } else { number };
-                    kill.kill(signal);
-                }
-            });
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `wasmlet serve`: serve a `wasi:http/proxy` component, one instance per request.
 
-use super::run::{forward_signals, GrantArgs};
+use super::run::GrantArgs;
 use super::LOAD_ERROR_STATUS;
 use crate::units::{parse_duration, parse_size};
 use clap::Args;
@@ -84,7 +84,7 @@ pub fn serve(runtime: Arc<Runtime>, args: ServeArgs) -> i32 {
     let stop = KillSwitch::new();
     let outcome = server.serve_blocking(listener, args.threads, &stop, |local| {
         eprintln!("wasmlet: serving http://{local}/");
-        forward_signals(stop.clone());
+        crate::signals::forward_to(stop.clone());
     });
     match outcome {
         Ok(outcome) => outcome.code(),

@@ -1,5 +1,5 @@
-//! The shim binary's actions: `-v`, `-info`, `start`, `delete`, and (no
-//! action) the long-running daemon.
+//! The shim binary's actions: `-v`, `-info`, `start`, `delete`, (no
+//! action) the long-running daemon, and `guest`, a container's guest process.
 
 use super::{cgroup, daemon, handshake, RUNTIME_TYPE};
 use anyhow::Context as _;
@@ -11,6 +11,10 @@ use std::io::Write as _;
 
 pub fn main() -> i32 {
     let args: Vec<_> = std::env::args_os().collect();
+    // The guest's own process (`guest`), started by this shim's daemon.
+    if args.get(1).is_some_and(|a| a == super::guest::process::GUEST_ACTION) {
+        return super::guest::main();
+    }
     let flags = match containerd_shim::parse(&args[1..]) {
         Ok(flags) => flags,
         Err(err) => {

@@ -10,16 +10,10 @@ use containerd_shim::protos::ttrpc::r#async::Server;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{ExitSignal, Flags};
 use std::sync::Arc;
-use wasmlet_runtime::{PoolConfig, Runtime, RuntimeConfig};
+use wasmlet_runtime::{Runtime, RuntimeConfig};
 
 const TASK_V3: &str = "containerd.task.v3.Task";
 const TASK_V2: &str = "containerd.task.v2.Task";
-
-/// A shim runs one container: a small pool is plenty (HTTP functions may
-/// run many instances at once, so not one).
-fn runtime_config() -> RuntimeConfig {
-    RuntimeConfig { pool: Some(PoolConfig { max_instances: 64, ..PoolConfig::default() }), ..RuntimeConfig::default() }
-}
 
 pub fn run(flags: Flags) -> anyhow::Result<()> {
     if flags.socket.is_empty() {
@@ -61,10 +55,11 @@ async fn serve(flags: Flags, cgroup: Option<ContainerCgroup>) -> anyhow::Result<
     std::thread::Builder::new()
         .name("wasmlet-engine".into())
         .spawn(move || {
-            let outcome = Runtime::new(runtime_config()).map(Arc::new).map_err(|err| {
-                tracing::error!(error = %format!("{err:#}"), "creating the Wasm runtime");
-                format!("{err:#}")
-            });
+            let outcome =
+                Runtime::new(super::runtime_config(RuntimeConfig::default_cache_dir())).map(Arc::new).map_err(|err| {
+                    tracing::error!(error = %format!("{err:#}"), "creating the Wasm runtime");
+                    format!("{err:#}")
+                });
             let _ = built.send(Some(outcome));
         })
         .context("starting the engine thread")?;

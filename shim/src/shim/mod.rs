@@ -54,10 +54,12 @@
 
 mod bootstrap;
 mod cgroup;
+mod confine;
 mod content;
 mod daemon;
 mod events;
 mod exec;
+mod guest;
 mod handshake;
 mod netns;
 mod rootfs;
@@ -69,6 +71,18 @@ mod task;
 mod workload;
 
 pub use spec::{guest_memory_limit, NETWORK_ANNOTATION, SHIM_MEMORY_RESERVE};
+
+/// The engine settings of every shim and guest process: they must match,
+/// since a guest process maps the code its shim compiled. One container
+/// per shim: a small pool is plenty (HTTP functions may run many instances
+/// at once, so not one).
+pub(crate) fn runtime_config(cache_dir: std::path::PathBuf) -> wasmlet_runtime::RuntimeConfig {
+    wasmlet_runtime::RuntimeConfig {
+        cache_dir,
+        pool: Some(wasmlet_runtime::PoolConfig { max_instances: 64, ..wasmlet_runtime::PoolConfig::default() }),
+        ..wasmlet_runtime::RuntimeConfig::default()
+    }
+}
 
 /// Environment variable carrying containerd's ttrpc address (events).
 pub(crate) const TTRPC_ADDRESS_ENV: &str = "TTRPC_ADDRESS";

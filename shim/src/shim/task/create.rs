@@ -6,6 +6,7 @@ use super::error::{blocking, TaskError, TaskResult};
 use super::lifecycle::{Cleanup, NewContainer};
 use super::SharedRuntime;
 use crate::shim::cgroup::ContainerCgroup;
+use crate::shim::confine::Confinement;
 use crate::shim::runc::{self, RuncContainer};
 use crate::shim::sandbox::PodNamespaces;
 use crate::shim::spec::{is_pod_sandbox, wasm_task, SpecError};
@@ -114,7 +115,10 @@ async fn workload_for(
         tracing::info!(id = %req.id, "created Linux container (runc)");
         return Ok(Arc::new(LinuxContainer::new(runc)));
     }
-    Ok(wasm_guest(ctx, req, spec, &root).await?.into_workload())
+    let confinement = Confinement::from_spec(spec).map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
+    let guest = wasm_guest(ctx, req, spec, &root).await?;
+    // Spawning the guest process forks and execs: off the executor.
+    blocking(move || guest.into_workload(confinement)).await
 }
 
 /// Compile (or load from the cache) and link the Wasm, and open its stdio.

@@ -1,25 +1,35 @@
-//! A Wasm HTTP function (`wasi:http/incoming-handler`): it listens before
-//! Start returns, so readiness probes pass at once, in the pod's network
-//! namespace, and serves every request with a fresh instance until killed
-//! (SIGTERM drains in-flight requests: status 0).
+//! A Wasm HTTP function (`wasi:http/incoming-handler`): at Start the shim
+//! binds its listener in the pod's network namespace (so readiness probes
+//! pass once Start returns, and a port below 1024 needs no capability in
+//! the guest), then hands it to a confined guest process that serves every
+//! request with a fresh instance until killed (SIGTERM drains in-flight
+//! requests: status 0).
 
-use super::wasm::{finished, WasmGuest};
+use super::wasm::{guest_memory_cap, WasmGuest};
 use super::{Finished, Started, Workload};
+use crate::shim::confine::Confinement;
+use crate::shim::guest::protocol::Serve;
+use crate::shim::guest::GuestProcess;
 use crate::shim::netns;
-use crate::shim::spec::{HttpSettings, Network, WasmTask};
+use crate::shim::spec::{HttpSettings, Network};
 use crate::shim::task::error::{blocking, TaskError, TaskResult};
 use async_trait::async_trait;
-use std::sync::Arc;
-use wasmlet_runtime::{Capabilities, HttpServer, KillSwitch, Limits, Outcome, Program, Runtime, ServeConfig};
+use std::sync::{Arc, Mutex};
 
 pub struct HttpFunction {
     guest: WasmGuest,
+    confinement: Mutex<Option<Confinement>>,
+    process: Mutex<Option<Arc<GuestProcess>>>,
     pid: u32,
 }
 
 impl HttpFunction {
-    pub fn new(guest: WasmGuest) -> Self {
-        Self { guest, pid: std::process::id() }
+    pub fn new(guest: WasmGuest, confinement: Confinement) -> Self {
+        Self { guest, confinement: Mutex::new(Some(confinement)), process: Mutex::new(None), pid: std::process::id() }
+    }
+
+    fn process(&self) -> Option<Arc<GuestProcess>> {
+        self.process.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -34,20 +44,6 @@ fn listen(http: &HttpSettings) -> TaskResult<std::net::TcpListener> {
     netns::bind(ns, http.listen).map_err(|err| TaskError::FailedPrecondition(format!("HTTP function: {err}")))
 }
 
-/// Serve until `kill` stops it.
-fn serve(
-    runtime: Arc<Runtime>,
-    program: &Program,
-    (caps, limits, config): (Capabilities, Limits, ServeConfig),
-    listener: std::net::TcpListener,
-    kill: &KillSwitch,
-) -> Result<Outcome, String> {
-    let server = HttpServer::new(runtime, program, caps, limits, config).map_err(|e| e.to_string())?;
-    server
-        .serve_blocking(listener, 1, kill, |addr| tracing::info!(%addr, "serving HTTP"))
-        .map_err(|e| format!("serving HTTP: {e}"))
-}
-
 #[async_trait]
 impl Workload for HttpFunction {
     fn kind(&self) -> &'static str {
@@ -60,42 +56,69 @@ impl Workload for HttpFunction {
 
     async fn start(&self) -> TaskResult<Started> {
         let (task, stdio) = self.guest.take_prepared()?;
-        let WasmTask { mut caps, limits, http, .. } = task;
-        let listener = {
-            let http = http.clone();
-            blocking(move || listen(&http)).await?
+        let confinement = self
+            .confinement
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| TaskError::FailedPrecondition("the function was already started".into()))?;
+        let http = task.http.clone();
+        let serve = Serve {
+            max_in_flight: http.serve.max_in_flight,
+            max_queued: http.serve.max_queued,
+            request_timeout_ms: http.serve.request_timeout.as_millis() as u64,
+            max_body_bytes: http.serve.max_body_bytes,
         };
-        caps.stdin = stdio.stdin;
-        caps.stdout = stdio.stdout;
-        caps.stderr = stdio.stderr;
-        let (runtime, program, kill, id) =
-            (self.guest.runtime.clone(), self.guest.program.clone(), self.guest.kill.clone(), self.guest.id.clone());
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("wasmlet-http".into())
-            .spawn(move || {
-                let _ = done_tx.send(serve(runtime, &program, (caps, limits, http.serve), listener, &kill));
-            })
-            .map_err(|e| TaskError::Internal(format!("starting the server thread: {e}")))?;
+        let launch = self.guest.launch(&task, Some(serve));
+        let process = blocking(move || {
+            let listener = listen(&http)?;
+            tracing::info!(addr = ?listener.local_addr().ok(), "serving HTTP");
+            GuestProcess::spawn(launch, confinement, stdio, Some(listener.into()))
+                .map_err(|e| TaskError::Internal(format!("starting the guest process: {e}")))
+        })
+        .await?;
+        let process = Arc::new(process);
+        process.start().map_err(|e| TaskError::Internal(format!("starting guest {}: {e}", self.guest.id)))?;
+        *self.process.lock().unwrap_or_else(|p| p.into_inner()) = Some(process.clone());
         let finished = Box::pin(async move {
-            match done_rx.await {
-                Ok(result) => finished(&id, result),
-                Err(_) => Finished::status(128 + libc::SIGKILL as u32),
-            }
+            tokio::task::spawn_blocking(move || process.wait()).await.unwrap_or(Finished::status(255))
         });
         Ok(Started { pid: self.pid, finished })
     }
 
     async fn kill(&self, signal: i32, _all: bool) -> TaskResult<()> {
-        self.guest.kill.kill(signal);
+        if let Some(process) = self.process() {
+            process.signal(signal);
+        }
         Ok(())
     }
 
     async fn stopped(&self) {
-        self.guest.close_stdio().await;
+        self.guest.discard_prepared();
+        if let Some(process) = self.process() {
+            let _ = blocking(move || {
+                process.discard();
+                Ok(())
+            })
+            .await;
+        }
+        self.guest.output.close().await;
+    }
+
+    async fn delete(&self) {
+        if let Some(process) = self.process() {
+            let _ = blocking(move || {
+                process.discard();
+                Ok(())
+            })
+            .await;
+        }
     }
 
     fn update(&self, resources: &oci_spec::runtime::LinuxResources) {
-        self.guest.update(resources);
+        if let (Some(process), Some(limit)) = (self.process(), guest_memory_cap(resources)) {
+            process.set_memory(limit);
+            tracing::info!(id = %self.guest.id, guest_memory_limit = ?limit, "memory limit updated");
+        }
     }
 }

@@ -1,26 +1,23 @@
 //! What both Wasm workloads share: the compiled program, the prepared
-//! capabilities and stdio, the guest's output relays and its kill switch.
+//! capabilities and stdio, the launch of their guest process, and the
+//! guest's output relays.
 
-use super::{Finished, HttpFunction, WasmRun, Workload};
+use super::{HttpFunction, WasmRun, Workload};
+use crate::shim::confine::Confinement;
+use crate::shim::guest::protocol::{Launch, Preopen, Serve};
 use crate::shim::spec::WasmTask;
 use crate::shim::stdio::{HeldFifos, Relay, Stdio};
 use crate::shim::task::error::{TaskError, TaskResult};
 use std::sync::{Arc, Mutex};
-use wasmlet_runtime::{KillSwitch, MemoryCap, Outcome, Program, ProgramKind, Runtime};
+use wasmlet_runtime::{Entry, Program, ProgramKind, Runtime};
 
 pub struct WasmGuest {
     pub(super) id: String,
-    pub(super) runtime: Arc<Runtime>,
+    runtime: Arc<Runtime>,
     pub(super) program: Program,
-    /// What Start consumes.
+    /// What the guest process is spawned with.
     prepared: Mutex<Option<(WasmTask, Stdio)>>,
-    /// The guest's output relays, closed when the task stops.
-    relay: Mutex<Option<Relay>>,
-    /// The output FIFOs' read ends, held from the stop until Delete.
-    held_fifos: Mutex<Option<HeldFifos>>,
-    pub(super) kill: KillSwitch,
-    /// The guest's memory cap, which Update moves with the cgroup's limit.
-    memory_cap: Option<MemoryCap>,
+    pub(super) output: GuestOutput,
 }
 
 impl WasmGuest {
@@ -30,20 +27,18 @@ impl WasmGuest {
             id: id.to_owned(),
             runtime,
             program,
-            memory_cap: task.limits.memory_cap.clone(),
             prepared: Mutex::new(Some((task, stdio))),
-            relay: Mutex::new(Some(relay)),
-            held_fifos: Mutex::new(None),
-            kill: KillSwitch::new(),
+            output: GuestOutput::new(relay),
         }
     }
 
-    /// The workload for this program's kind.
-    pub fn into_workload(self) -> Arc<dyn Workload> {
-        match self.program.kind() {
-            ProgramKind::HttpProxy => Arc::new(HttpFunction::new(self)),
-            _ => Arc::new(WasmRun::new(self)),
-        }
+    /// The workload for this program's kind, run in a guest process
+    /// confined by `confinement`.
+    pub fn into_workload(self, confinement: Confinement) -> TaskResult<Arc<dyn Workload>> {
+        Ok(match self.program.kind() {
+            ProgramKind::HttpProxy => Arc::new(HttpFunction::new(self, confinement)),
+            _ => Arc::new(WasmRun::spawn(self, confinement)?),
+        })
     }
 
     /// The task and its stdio, once.
@@ -51,24 +46,35 @@ impl WasmGuest {
         lock(&self.prepared).take().ok_or_else(|| TaskError::FailedPrecondition("the guest was already started".into()))
     }
 
-    /// Pass on what the guest wrote and close its destinations, whatever
-    /// the guest's thread still holds; keep the FIFOs' read ends.
-    pub(super) async fn close_stdio(&self) {
-        // A guest that never started: its pipe ends go now.
-        lock(&self.prepared).take();
-        let relay = lock(&self.relay).take();
-        if let Some(relay) = relay {
-            let held = relay.close().await;
-            *lock(&self.held_fifos) = Some(held);
+    /// What the guest process runs (`serve`: as an HTTP function).
+    pub(super) fn launch(&self, task: &WasmTask, serve: Option<Serve>) -> Launch {
+        let caps = &task.caps;
+        Launch {
+            id: self.id.clone(),
+            digest: self.program.digest().to_string(),
+            cache_dir: self.runtime.cache().root().to_owned(),
+            export: match &task.entry {
+                Entry::Default => None,
+                Entry::Export(name) => Some(name.clone()),
+            },
+            args: caps.args.clone(),
+            env: caps.env.clone(),
+            cwd: caps.cwd.clone(),
+            preopens: caps
+                .preopens
+                .iter()
+                .map(|p| Preopen { host: p.host.clone(), guest: p.guest.clone(), read_only: p.read_only })
+                .collect(),
+            network: caps.network,
+            stdin: false,
+            memory: task.limits.memory,
+            serve,
         }
     }
 
-    pub(super) fn update(&self, resources: &oci_spec::runtime::LinuxResources) {
-        if let (Some(cap), Some(memory)) = (&self.memory_cap, resources.memory().as_ref()) {
-            let limit = memory.limit().filter(|l| *l > 0).map(|l| crate::shim::guest_memory_limit(l as u64));
-            cap.set(limit);
-            tracing::info!(id = %self.id, guest_memory_limit = ?limit, "memory limit updated");
-        }
+    /// Drop what was never handed to a guest process (its pipe ends).
+    pub(super) fn discard_prepared(&self) {
+        lock(&self.prepared).take();
     }
 }
 
@@ -76,21 +82,32 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// How a guest's run ended, as containerd reports it (logged once).
-pub(super) fn finished(id: &str, result: Result<Outcome, String>) -> Finished {
-    match result {
-        Ok(outcome) => {
-            match &outcome.status {
-                wasmlet_runtime::ExitStatus::Exited(_) => {
-                    tracing::info!(%id, status = %outcome.status, "guest finished")
-                }
-                other => tracing::warn!(%id, status = %other, "guest stopped"),
-            }
-            Finished { status: outcome.code() as u32, oom: outcome.status.is_oom() }
-        }
-        Err(message) => {
-            tracing::error!(%id, error = %message, "guest could not start");
-            Finished::status(1)
+/// The guest's memory cap for new resources; `None` when they say nothing
+/// about memory, `Some(None)` for no limit.
+pub(super) fn guest_memory_cap(resources: &oci_spec::runtime::LinuxResources) -> Option<Option<u64>> {
+    let memory = resources.memory().as_ref()?;
+    Some(memory.limit().filter(|l| *l > 0).map(|l| crate::shim::guest_memory_limit(l as u64)))
+}
+
+/// The guest's output: the relays copying it to containerd, and the FIFOs'
+/// read ends held from the stop until Delete.
+pub struct GuestOutput {
+    relay: Mutex<Option<Relay>>,
+    held_fifos: Mutex<Option<HeldFifos>>,
+}
+
+impl GuestOutput {
+    pub fn new(relay: Relay) -> Self {
+        Self { relay: Mutex::new(Some(relay)), held_fifos: Mutex::new(None) }
+    }
+
+    /// Pass on what the guest wrote and close the destinations, whoever
+    /// still holds the guest's ends of the pipes.
+    pub async fn close(&self) {
+        let relay = lock(&self.relay).take();
+        if let Some(relay) = relay {
+            let held = relay.close().await;
+            *lock(&self.held_fifos) = Some(held);
         }
     }
 }

@@ -1,20 +1,32 @@
-//! A Wasm guest run to completion (a WASI command or a module's export).
+//! A Wasm guest run to completion (a WASI command or a module's export), in
+//! a guest process of its own, confined as the spec says (`guest`,
+//! `confine`): spawned at Create, released at Start, signalled by Kill.
 
-use super::wasm::{finished, WasmGuest};
+use super::wasm::{guest_memory_cap, GuestOutput, WasmGuest};
 use super::{Started, Workload};
-use crate::shim::spec::WasmTask;
-use crate::shim::task::error::TaskResult;
+use crate::shim::confine::Confinement;
+use crate::shim::guest::GuestProcess;
+use crate::shim::task::error::{blocking, TaskError, TaskResult};
 use async_trait::async_trait;
-use wasmlet_runtime::RunRequest;
+use std::sync::Arc;
 
 pub struct WasmRun {
-    guest: WasmGuest,
+    id: String,
+    process: Arc<GuestProcess>,
+    output: GuestOutput,
+    /// The shim's pid, which containerd is told.
     pid: u32,
 }
 
 impl WasmRun {
-    pub fn new(guest: WasmGuest) -> Self {
-        Self { guest, pid: std::process::id() }
+    /// Spawn the guest process for `guest` (it loads and waits for Start).
+    pub fn spawn(guest: WasmGuest, confinement: Confinement) -> TaskResult<Self> {
+        let (task, stdio) = guest.take_prepared()?;
+        let launch = guest.launch(&task, None);
+        let process = GuestProcess::spawn(launch, confinement, stdio, None)
+            .map_err(|e| TaskError::Internal(format!("starting the guest process: {e}")))?;
+        tracing::debug!(id = %guest.id, pid = process.pid(), "guest process spawned");
+        Ok(Self { id: guest.id.clone(), process: Arc::new(process), output: guest.output, pid: std::process::id() })
     }
 }
 
@@ -29,36 +41,43 @@ impl Workload for WasmRun {
     }
 
     async fn start(&self) -> TaskResult<Started> {
-        let (task, stdio) = self.guest.take_prepared()?;
-        let WasmTask { entry, mut caps, limits, .. } = task;
-        caps.stdin = stdio.stdin;
-        caps.stdout = stdio.stdout;
-        caps.stderr = stdio.stderr;
-        let (runtime, program, kill, id) =
-            (self.guest.runtime.clone(), self.guest.program.clone(), self.guest.kill.clone(), self.guest.id.clone());
-        // On a thread of its own (a busy guest never delays the Task API),
-        // synchronous WASI for modules. Spawned now, not when `finished` is
-        // first polled.
-        let run = tokio::spawn(async move {
-            runtime.run_on_thread(RunRequest { program, entry, caps, limits, kill }).await.map_err(|e| e.to_string())
-        });
+        self.process.start().map_err(|e| TaskError::Internal(format!("starting guest {}: {e}", self.id)))?;
+        let process = self.process.clone();
         let finished = Box::pin(async move {
-            let result = run.await.unwrap_or_else(|e| Err(format!("the guest's task failed: {e}")));
-            finished(&id, result)
+            tokio::task::spawn_blocking(move || process.wait()).await.unwrap_or(super::Finished::status(255))
         });
         Ok(Started { pid: self.pid, finished })
     }
 
     async fn kill(&self, signal: i32, _all: bool) -> TaskResult<()> {
-        self.guest.kill.kill(signal);
+        self.process.signal(signal);
         Ok(())
     }
 
     async fn stopped(&self) {
-        self.guest.close_stdio().await;
+        // Killed before it started: nothing waits for the process.
+        let process = self.process.clone();
+        let _ = blocking(move || {
+            process.discard();
+            Ok(())
+        })
+        .await;
+        self.output.close().await;
+    }
+
+    async fn delete(&self) {
+        let process = self.process.clone();
+        let _ = blocking(move || {
+            process.discard();
+            Ok(())
+        })
+        .await;
     }
 
     fn update(&self, resources: &oci_spec::runtime::LinuxResources) {
-        self.guest.update(resources);
+        if let Some(limit) = guest_memory_cap(resources) {
+            self.process.set_memory(limit);
+            tracing::info!(id = %self.id, guest_memory_limit = ?limit, "memory limit updated");
+        }
     }
 }

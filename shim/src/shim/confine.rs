@@ -1,0 +1,317 @@
+//! What the process that runs a container's guest code may do: the OCI
+//! spec's `process.user`, capabilities, `noNewPrivileges` and rlimits, and
+//! the pod's IPC and UTS namespaces, read from the spec ([`Confinement::from_spec`])
+//! and applied in a forked child before it execs ([`Confinement::apply`]),
+//! in the order runc applies them.
+//!
+//! Why a process and not a thread: credentials, capabilities and
+//! no_new_privs can be set per thread, but a guest that escaped wasmtime
+//! runs native code in the shim's address space and could rewrite any other
+//! thread's stack. Only a process boundary keeps it from the shim's root
+//! credentials, containerd's sockets and the other containers' FIFOs.
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::os::fd::{AsRawFd as _, OwnedFd};
+
+/// Capabilities by name, as the OCI spec writes them, to their numbers.
+const CAPABILITIES: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// One of the five capability sets, as a bit mask by capability number.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CapSet(u64);
+
+impl CapSet {
+    fn of(names: Option<&oci_spec::runtime::Capabilities>) -> Result<Self, ConfineError> {
+        let mut mask = 0u64;
+        for cap in names.into_iter().flatten() {
+            let name = serde_json::to_value(cap).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let number = CAPABILITIES
+                .iter()
+                .position(|known| *known == name)
+                .ok_or_else(|| ConfineError::UnknownCapability(name.clone()))?;
+            mask |= 1 << number;
+        }
+        Ok(Self(mask))
+    }
+
+    pub fn contains(&self, number: u32) -> bool {
+        self.0 & (1 << number) != 0
+    }
+}
+
+/// The spec's `process.capabilities`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    pub bounding: CapSet,
+    pub effective: CapSet,
+    pub permitted: CapSet,
+    pub inheritable: CapSet,
+    pub ambient: CapSet,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfineError {
+    #[error("unknown capability `{0}`")]
+    UnknownCapability(String),
+    #[error("unknown rlimit `{0}`")]
+    UnknownRlimit(String),
+    #[error("opening the pod's {what} namespace {path}: {source}")]
+    Namespace { what: &'static str, path: String, source: std::io::Error },
+}
+
+/// What the guest's process gets, all decided before the fork.
+#[derive(Debug)]
+pub struct Confinement {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub umask: u32,
+    pub no_new_privileges: bool,
+    pub capabilities: Capabilities,
+    /// (resource, soft, hard).
+    pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+    /// Namespaces to join, opened now: (CLONE_NEW* flag, file).
+    namespaces: Vec<(libc::c_int, OwnedFd)>,
+    /// The highest capability number this kernel knows.
+    last_cap: u32,
+}
+
+fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+    Some(match name {
+        "RLIMIT_CPU" => libc::RLIMIT_CPU,
+        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+        "RLIMIT_DATA" => libc::RLIMIT_DATA,
+        "RLIMIT_STACK" => libc::RLIMIT_STACK,
+        "RLIMIT_CORE" => libc::RLIMIT_CORE,
+        "RLIMIT_RSS" => libc::RLIMIT_RSS,
+        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+        "RLIMIT_AS" => libc::RLIMIT_AS,
+        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => libc::RLIMIT_NICE,
+        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+        _ => return None,
+    })
+}
+
+impl Confinement {
+    pub fn from_spec(spec: &Spec) -> Result<Self, ConfineError> {
+        let process = spec.process().clone().unwrap_or_default();
+        let user = process.user();
+        // No capabilities in the spec means none (oci-spec's own default
+        // would be a set of them).
+        let capabilities = match process.capabilities() {
+            None => Capabilities::default(),
+            Some(caps) => Capabilities {
+                bounding: CapSet::of(caps.bounding().as_ref())?,
+                effective: CapSet::of(caps.effective().as_ref())?,
+                permitted: CapSet::of(caps.permitted().as_ref())?,
+                inheritable: CapSet::of(caps.inheritable().as_ref())?,
+                ambient: CapSet::of(caps.ambient().as_ref())?,
+            },
+        };
+        let mut rlimits = Vec::new();
+        for limit in process.rlimits().iter().flatten() {
+            let name =
+                serde_json::to_value(limit.typ()).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let resource = rlimit_resource(&name).ok_or(ConfineError::UnknownRlimit(name))?;
+            rlimits.push((resource, limit.soft(), limit.hard()));
+        }
+        let mut namespaces = Vec::new();
+        for ns in spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
+            let (flag, what) = match ns.typ() {
+                LinuxNamespaceType::Ipc => (libc::CLONE_NEWIPC, "IPC"),
+                LinuxNamespaceType::Uts => (libc::CLONE_NEWUTS, "UTS"),
+                _ => continue,
+            };
+            // A namespace without a path would be a new one: the guest has no
+            // use for an empty IPC or UTS namespace of its own.
+            let Some(path) = ns.path() else { continue };
+            let file = std::fs::File::open(path).map_err(|source| ConfineError::Namespace {
+                what,
+                path: path.display().to_string(),
+                source,
+            })?;
+            namespaces.push((flag, OwnedFd::from(file)));
+        }
+        let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(40);
+        Ok(Self {
+            uid: user.uid(),
+            gid: user.gid(),
+            additional_gids: user.additional_gids().clone().unwrap_or_default(),
+            umask: user.umask().unwrap_or(0o022),
+            no_new_privileges: process.no_new_privileges().unwrap_or(false),
+            capabilities,
+            rlimits,
+            namespaces,
+            last_cap,
+        })
+    }
+
+    /// Apply it to the calling process: namespaces, rlimits, the bounding
+    /// set, then identity, capabilities, no_new_privs and umask, as runc
+    /// does. Meant for a forked child before it execs: only raw syscalls,
+    /// no allocation.
+    ///
+    /// # Safety
+    /// Call only in a child between fork and exec (it changes the whole
+    /// process's credentials).
+    pub unsafe fn apply(&self) -> std::io::Result<()> {
+        let check = |r: libc::c_int| if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) };
+        // SAFETY: plain syscalls on values we own; the caller guarantees a
+        // single-threaded child about to exec.
+        unsafe {
+            for (flag, fd) in &self.namespaces {
+                check(libc::setns(fd.as_raw_fd(), *flag))?;
+            }
+            for (resource, soft, hard) in &self.rlimits {
+                let limit = libc::rlimit { rlim_cur: *soft, rlim_max: *hard };
+                check(libc::setrlimit(*resource, &limit))?;
+            }
+            for cap in 0..=self.last_cap.min(63) {
+                if !self.capabilities.bounding.contains(cap) {
+                    check(libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0))?;
+                }
+            }
+            // Keep the permitted set across the uid change; the capset below
+            // then sets exactly the spec's.
+            check(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0))?;
+            check(libc::setgroups(self.additional_gids.len(), self.additional_gids.as_ptr()))?;
+            check(libc::setresgid(self.gid, self.gid, self.gid))?;
+            check(libc::setresuid(self.uid, self.uid, self.uid))?;
+            set_capabilities(&self.capabilities)?;
+            for cap in 0..=self.last_cap.min(63) {
+                if self.capabilities.ambient.contains(cap) {
+                    check(libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, cap as libc::c_ulong, 0, 0))?;
+                }
+            }
+            if self.no_new_privileges {
+                check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+            }
+            libc::umask(self.umask as libc::mode_t);
+            // The credential change cleared the parent-death signal: if the
+            // shim dies, so does its guest.
+            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
+        }
+        Ok(())
+    }
+}
+
+/// capset(2) with the spec's effective, permitted and inheritable sets.
+fn set_capabilities(caps: &Capabilities) -> std::io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let split = |set: CapSet| (set.0 as u32, (set.0 >> 32) as u32);
+    let (e0, e1) = split(caps.effective);
+    let (p0, p1) = split(caps.permitted);
+    let (i0, i1) = split(caps.inheritable);
+    let header = Header { version: VERSION_3, pid: 0 };
+    let data = [
+        Data { effective: e0, permitted: p0, inheritable: i0 },
+        Data { effective: e1, permitted: p1, inheritable: i1 },
+    ];
+    // SAFETY: capset with a v3 header and its two data words.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, data.as_ptr()) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(process: serde_json::Value) -> Spec {
+        serde_json::from_value(
+            serde_json::json!({"ociVersion": "1.1.0", "process": process, "root": {"path": "rootfs"}}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn reads_identity_capabilities_and_rlimits_from_the_spec() {
+        let c = Confinement::from_spec(&spec(serde_json::json!({
+            "user": {"uid": 1000, "gid": 3000, "additionalGids": [2000, 3000], "umask": 63},
+            "cwd": "/", "noNewPrivileges": true,
+            "capabilities": {"bounding": ["CAP_CHOWN", "CAP_NET_BIND_SERVICE"], "effective": ["CAP_CHOWN"]},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 512}]
+        })))
+        .unwrap();
+        assert_eq!((c.uid, c.gid, c.additional_gids.as_slice(), c.umask), (1000, 3000, &[2000, 3000][..], 0o77));
+        assert!(c.no_new_privileges);
+        assert!(c.capabilities.bounding.contains(0) && c.capabilities.bounding.contains(10));
+        assert!(!c.capabilities.bounding.contains(21), "no CAP_SYS_ADMIN");
+        assert_eq!(c.capabilities.effective, CapSet(1));
+        assert_eq!(c.capabilities.ambient, CapSet::default());
+        assert_eq!(c.rlimits, [(libc::RLIMIT_NOFILE, 512, 1024)]);
+    }
+
+    #[test]
+    fn defaults_are_the_least_privilege() {
+        let c = Confinement::from_spec(&spec(serde_json::json!({"user": {"uid": 0, "gid": 0}, "cwd": "/"}))).unwrap();
+        assert_eq!(c.capabilities, Capabilities::default(), "no capabilities unless the spec grants them");
+        assert_eq!(c.umask, 0o022);
+        assert!(c.rlimits.is_empty());
+    }
+}

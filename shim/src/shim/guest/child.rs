@@ -1,0 +1,134 @@
+//! The guest process itself (`containerd-shim-wasmlet-v1 guest`): read the
+//! launch, build the engine, map the cached code, report ready, wait for
+//! Start, run the guest with synchronous WASI on this thread, report how it
+//! ended and exit with its status. It logs nothing: its stderr is the
+//! guest's; problems go to the shim on the control socket.
+
+use super::protocol::{receive, send, FromGuest, Launch, Serve, ToGuest, CONTROL_FD, LISTENER_FD};
+use std::io::BufReader;
+use std::os::fd::FromRawFd as _;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmlet_runtime::{
+    Capabilities, Entry, HttpServer, KillSwitch, Limits, MemoryCap, Preopen, Program, RunRequest, Runtime, ServeConfig,
+    StdinSource, StdoutSink,
+};
+
+/// Entry point; returns the process's exit status.
+pub fn main() -> i32 {
+    // SAFETY: the shim hands fd 3 to this process as the control socket.
+    let control = unsafe { UnixStream::from_raw_fd(CONTROL_FD) };
+    let Ok(reader) = control.try_clone() else { return 125 };
+    let mut from_shim = BufReader::new(reader);
+    let mut to_shim = control;
+    let launch = match receive::<ToGuest>(&mut from_shim) {
+        Ok(Some(ToGuest::Launch(launch))) => launch,
+        _ => return 125,
+    };
+    let cap = MemoryCap::new(launch.memory);
+    let (runtime, program) = match prepare(&launch) {
+        Ok(prepared) => prepared,
+        Err(message) => {
+            let _ = send(&mut to_shim, &FromGuest::Failed(message));
+            return 1;
+        }
+    };
+    if send(&mut to_shim, &FromGuest::Ready).is_err() {
+        return 125;
+    }
+    // Until Start: memory updates may come first; end of stream means the
+    // shim is gone (or the task was killed before it started).
+    loop {
+        match receive::<ToGuest>(&mut from_shim) {
+            Ok(Some(ToGuest::Start)) => break,
+            Ok(Some(ToGuest::Memory(limit))) => cap.set(limit),
+            _ => return 137,
+        }
+    }
+    let updates = cap.clone();
+    let _ = std::thread::Builder::new().name("wasmlet-control".into()).spawn(move || {
+        while let Ok(Some(message)) = receive::<ToGuest>(&mut from_shim) {
+            if let ToGuest::Memory(limit) = message {
+                updates.set(limit);
+            }
+        }
+    });
+    let limits = Limits { memory: launch.memory, memory_cap: Some(cap), deadline: None };
+    let ran = match &launch.serve {
+        Some(serve) => serve_http(runtime, &program, capabilities(&launch), limits, serve),
+        None => runtime.run_blocking(RunRequest {
+            program,
+            entry: launch.export.clone().map_or(Entry::Default, Entry::Export),
+            caps: capabilities(&launch),
+            limits,
+            kill: KillSwitch::new(),
+        }),
+    };
+    let report = match ran {
+        Ok(outcome) => FromGuest::Finished {
+            status: outcome.code() as u32,
+            oom: outcome.status.is_oom(),
+            message: match &outcome.status {
+                wasmlet_runtime::ExitStatus::Exited(_) => None,
+                other => Some(other.to_string()),
+            },
+        },
+        Err(err) => FromGuest::Failed(err.to_string()),
+    };
+    let status = match &report {
+        FromGuest::Finished { status, .. } => *status as i32,
+        _ => 1,
+    };
+    let _ = send(&mut to_shim, &report);
+    status
+}
+
+/// Serve HTTP on the listener the shim bound (fd 4) until SIGTERM (drain,
+/// status 0) or SIGKILL.
+fn serve_http(
+    runtime: Runtime,
+    program: &Program,
+    caps: Capabilities,
+    limits: Limits,
+    serve: &Serve,
+) -> Result<wasmlet_runtime::Outcome, wasmlet_runtime::RunError> {
+    let config = ServeConfig {
+        max_in_flight: serve.max_in_flight,
+        max_queued: serve.max_queued,
+        request_timeout: Duration::from_millis(serve.request_timeout_ms),
+        max_body_bytes: serve.max_body_bytes,
+    };
+    let server = HttpServer::new(Arc::new(runtime), program, caps, limits, config)?;
+    // SAFETY: the shim hands fd 4 to this process as the function's listener.
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(LISTENER_FD) };
+    let stop = KillSwitch::new();
+    server
+        .serve_blocking(listener, 1, &stop, |_| crate::signals::forward_to(stop.clone()))
+        .map_err(|e| wasmlet_runtime::RunError::Instantiate(format!("serving HTTP: {e}")))
+}
+
+fn prepare(launch: &Launch) -> Result<(Runtime, Program), String> {
+    let digest = launch.digest.parse().map_err(|e| format!("{e}"))?;
+    let config = crate::shim::runtime_config(launch.cache_dir.clone());
+    let runtime = Runtime::new(config).map_err(|e| format!("creating the Wasm runtime: {e:#}"))?;
+    let program = runtime.load_cached(digest).map_err(|e| e.to_string())?;
+    Ok((runtime, program))
+}
+
+fn capabilities(launch: &Launch) -> Capabilities {
+    Capabilities {
+        args: launch.args.clone(),
+        env: launch.env.clone(),
+        cwd: launch.cwd.clone(),
+        preopens: launch
+            .preopens
+            .iter()
+            .map(|p| Preopen { host: p.host.clone(), guest: p.guest.clone(), read_only: p.read_only })
+            .collect(),
+        stdin: if launch.stdin { StdinSource::Inherit } else { StdinSource::Null },
+        stdout: StdoutSink::Inherit,
+        stderr: StdoutSink::Inherit,
+        network: launch.network,
+    }
+}

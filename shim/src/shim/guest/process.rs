@@ -1,0 +1,230 @@
+//! The shim's side of a guest process: spawn it confined, tell it to start,
+//! signal it, learn how it ended.
+
+use super::protocol::{receive, send, FromGuest, Launch, ToGuest, CONTROL_FD, LISTENER_FD};
+use crate::shim::confine::Confinement;
+use crate::shim::stdio::Stdio;
+use crate::shim::workload::Finished;
+use std::io::BufReader;
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+use std::process::{Child, Command};
+use std::sync::Mutex;
+use wasmlet_runtime::{StdinSource, StdoutSink};
+
+/// The lowest fd of the guest process's first preopened folder; the rest follow.
+const PREOPEN_FD_BASE: i32 = 10;
+
+/// argv\[1\] that makes the shim binary a guest process.
+pub const GUEST_ACTION: &str = "guest";
+
+pub struct GuestProcess {
+    id: String,
+    pid: u32,
+    /// Signals go through the pidfd: never to a reused pid.
+    pidfd: Option<OwnedFd>,
+    child: Mutex<Option<Child>>,
+    control: Mutex<UnixStream>,
+    reports: Mutex<Option<BufReader<UnixStream>>>,
+}
+
+fn stdio_in(source: StdinSource) -> (std::process::Stdio, bool) {
+    match source {
+        StdinSource::File(file) => (file.into(), true),
+        StdinSource::Inherit => (std::process::Stdio::inherit(), true),
+        StdinSource::Null => (std::process::Stdio::null(), false),
+    }
+}
+
+fn stdio_out(sink: StdoutSink) -> std::process::Stdio {
+    match sink {
+        StdoutSink::File(file) => file.into(),
+        StdoutSink::Inherit => std::process::Stdio::inherit(),
+        StdoutSink::Null => std::process::Stdio::null(),
+    }
+}
+
+impl GuestProcess {
+    /// Start the guest process (it loads, then waits for [`GuestProcess::start`]).
+    /// `listener`: an HTTP function's, which becomes the process's fd 4.
+    pub fn spawn(
+        mut launch: Launch,
+        confinement: Confinement,
+        stdio: Stdio,
+        listener: Option<OwnedFd>,
+    ) -> std::io::Result<Self> {
+        let (shim_end, guest_end) = UnixStream::pair()?;
+        // Preopens are opened here, as root, and handed over as fds: like a
+        // runc container's root, a volume is the guest's whatever the
+        // permissions of the host folders above it (the bundle's are 0700).
+        // The guest reopens each through /proc/self/fd, as its own user, so
+        // what it may do inside is checked against its credentials.
+        let mut dirs = Vec::new();
+        for preopen in &launch.preopens {
+            let dir = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                .open(&preopen.host)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("opening {}: {e}", preopen.host.display())))?;
+            dirs.push(OwnedFd::from(dir));
+        }
+        // Targets above every descriptor they are copied from, so no copy
+        // overwrites a source not yet copied.
+        let listener_fd = listener.as_ref().map(|l| l.as_raw_fd());
+        let highest =
+            dirs.iter().map(|d| d.as_raw_fd()).chain([guest_end.as_raw_fd()]).chain(listener_fd).max().unwrap_or(0);
+        let base = PREOPEN_FD_BASE.max(highest + 1);
+        let mut preopen_fds = Vec::new();
+        for (i, (preopen, dir)) in launch.preopens.iter_mut().zip(dirs).enumerate() {
+            let target = base + i as i32;
+            preopen.host = format!("/proc/self/fd/{target}").into();
+            preopen_fds.push((dir, target));
+        }
+        let (stdin, has_stdin) = stdio_in(stdio.stdin);
+        launch.stdin = has_stdin;
+        let guest_fd = guest_end.as_raw_fd();
+        let mut command = Command::new("/proc/self/exe");
+        command
+            .arg0(format!("wasmlet-guest {}", launch.id))
+            .arg(GUEST_ACTION)
+            .env_clear()
+            .stdin(stdin)
+            .stdout(stdio_out(stdio.stdout))
+            .stderr(stdio_out(stdio.stderr));
+        // SAFETY: between fork and exec only raw syscalls run (dup2/fcntl,
+        // and Confinement::apply, which allocates nothing).
+        unsafe {
+            command.pre_exec(move || {
+                for (fd, target) in &preopen_fds {
+                    if libc::dup2(fd.as_raw_fd(), *target) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                // Then the fixed fds 3 and 4: each may be a preopen's source
+                // (copied already), and fd 4 may be the control socket.
+                let guest_fd = if guest_fd == LISTENER_FD && listener_fd.is_some() {
+                    let moved = libc::fcntl(guest_fd, libc::F_DUPFD_CLOEXEC, base + 64);
+                    if moved < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    moved
+                } else {
+                    guest_fd
+                };
+                if let Some(fd) = listener_fd {
+                    if fd == LISTENER_FD {
+                        let flags = libc::fcntl(fd, libc::F_GETFD);
+                        libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+                    } else if libc::dup2(fd, LISTENER_FD) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                if guest_fd == CONTROL_FD {
+                    let flags = libc::fcntl(guest_fd, libc::F_GETFD);
+                    libc::fcntl(guest_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+                } else if libc::dup2(guest_fd, CONTROL_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                confinement.apply()
+            });
+        }
+        let child = command.spawn()?;
+        drop(guest_end);
+        drop(listener);
+        let pid = child.id();
+        // SAFETY: pidfd_open on our own unreaped child.
+        let pidfd = unsafe {
+            let fd = libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0);
+            (fd >= 0).then(|| OwnedFd::from_raw_fd(fd as i32))
+        };
+        let id = launch.id.clone();
+        let mut control = shim_end.try_clone()?;
+        send(&mut control, &ToGuest::Launch(Box::new(launch)))?;
+        Ok(Self {
+            id,
+            pid,
+            pidfd,
+            child: Mutex::new(Some(child)),
+            control: Mutex::new(control),
+            reports: Mutex::new(Some(BufReader::new(shim_end))),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn start(&self) -> std::io::Result<()> {
+        send(&mut *self.control.lock().unwrap_or_else(|p| p.into_inner()), &ToGuest::Start)
+    }
+
+    pub fn set_memory(&self, limit: Option<u64>) {
+        let _ = send(&mut *self.control.lock().unwrap_or_else(|p| p.into_inner()), &ToGuest::Memory(limit));
+    }
+
+    /// Deliver `signal`; nothing once the process is gone.
+    pub fn signal(&self, signal: i32) {
+        match &self.pidfd {
+            // SAFETY: pidfd_send_signal on our pidfd (ESRCH once reaped).
+            Some(fd) => unsafe {
+                libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), signal, std::ptr::null::<libc::c_void>(), 0);
+            },
+            None => {
+                if self.child.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                    // SAFETY: kill(2) on our own child, not yet reaped.
+                    unsafe {
+                        libc::kill(self.pid as libc::pid_t, signal);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Block until the process ends; how, as containerd reports it. A run
+    /// that reported its end gives its status; a process killed by a signal
+    /// is 128 + signal; one that failed to start is 1 (logged with why).
+    pub fn wait(&self) -> Finished {
+        let mut report = None;
+        if let Some(mut reports) = self.reports.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            while let Ok(Some(message)) = receive::<FromGuest>(&mut reports) {
+                match message {
+                    FromGuest::Ready => tracing::debug!(id = %self.id, "guest process ready"),
+                    other => report = Some(other),
+                }
+            }
+        }
+        let child = self.child.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let waited = child.map(|mut c| c.wait());
+        match (report, waited) {
+            (Some(FromGuest::Finished { status, oom, message }), _) => {
+                match message {
+                    None => tracing::info!(id = %self.id, status, "guest finished"),
+                    Some(why) => tracing::warn!(id = %self.id, status, reason = %why, "guest stopped"),
+                }
+                Finished { status, oom }
+            }
+            (Some(FromGuest::Failed(why)), _) => {
+                tracing::error!(id = %self.id, error = %why, "guest could not start");
+                Finished::status(1)
+            }
+            (_, Some(Ok(exit))) => match exit.signal() {
+                Some(signal) => {
+                    tracing::warn!(id = %self.id, signal, "guest process killed");
+                    Finished::status(128 + signal as u32)
+                }
+                None => Finished::status(exit.code().unwrap_or(1) as u32),
+            },
+            _ => Finished::status(255),
+        }
+    }
+
+    /// Kill and reap a process that will not be waited for (never started).
+    pub fn discard(&self) {
+        self.signal(libc::SIGKILL);
+        if let Some(mut child) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Messages between the shim and its guest process: newline-delimited JSON
+//! on the control socket (fd 3 in the child).
+
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+/// The fd the control socket has in the guest process.
+pub const CONTROL_FD: i32 = 3;
+
+/// What to run, and with what (stdio is fds 0–2).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Launch {
+    pub id: String,
+    /// The program's digest: its compiled code is in the compile cache.
+    pub digest: String,
+    pub cache_dir: PathBuf,
+    /// A core module's export to call instead of `_start`.
+    pub export: Option<String>,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+    pub preopens: Vec<Preopen>,
+    pub network: bool,
+    /// fd 0 is the guest's stdin (else it has none).
+    pub stdin: bool,
+    pub memory: Option<u64>,
+    /// Serve HTTP on the listener at fd 4 instead of running to completion.
+    pub serve: Option<Serve>,
+}
+
+/// The fd an HTTP function's listener has in the guest process.
+pub const LISTENER_FD: i32 = 4;
+
+/// How an HTTP function admits and bounds requests (`ServeConfig`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Serve {
+    pub max_in_flight: usize,
+    pub max_queued: usize,
+    pub request_timeout_ms: u64,
+    pub max_body_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Preopen {
+    pub host: PathBuf,
+    pub guest: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum ToGuest {
+    Launch(Box<Launch>),
+    Start,
+    /// The container's memory limit changed (Update): the guest's new cap.
+    Memory(Option<u64>),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum FromGuest {
+    /// Loaded and waiting for Start.
+    Ready,
+    /// Could not start the guest (the run never began).
+    Failed(String),
+    /// The run ended: its exit status as containerd reports it.
+    Finished { status: u32, oom: bool, message: Option<String> },
+}
+
+pub fn send<T: Serialize>(to: &mut impl Write, message: &T) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(message).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    to.write_all(&line)?;
+    to.flush()
+}
+
+/// The next message, `None` at end of stream.
+pub fn receive<T: for<'de> Deserialize<'de>>(from: &mut impl BufRead) -> std::io::Result<Option<T>> {
+    let mut line = String::new();
+    if from.read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    serde_json::from_str(&line).map(Some).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_one_per_line() {
+        let launch = Launch {
+            id: "c1".into(),
+            digest: "sha256:00".into(),
+            cache_dir: "/var/lib/wasmlet/cache".into(),
+            export: None,
+            args: vec!["app.wasm".into(), "a b".into()],
+            env: vec![("K".into(), "v\nw".into())],
+            cwd: Some("/".into()),
+            preopens: vec![Preopen { host: "/data".into(), guest: "/data".into(), read_only: true }],
+            network: false,
+            stdin: true,
+            memory: Some(1 << 20),
+            serve: Some(Serve { max_in_flight: 4, max_queued: 8, request_timeout_ms: 2000, max_body_bytes: 1024 }),
+        };
+        let mut wire = Vec::new();
+        send(&mut wire, &ToGuest::Launch(Box::new(launch.clone()))).unwrap();
+        send(&mut wire, &ToGuest::Start).unwrap();
+        let mut reader = std::io::BufReader::new(wire.as_slice());
+        assert_eq!(receive::<ToGuest>(&mut reader).unwrap(), Some(ToGuest::Launch(Box::new(launch))));
+        assert_eq!(receive::<ToGuest>(&mut reader).unwrap(), Some(ToGuest::Start));
+        assert_eq!(receive::<ToGuest>(&mut reader).unwrap(), None);
+    }
+}
