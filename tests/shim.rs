@@ -764,7 +764,7 @@ fn the_guest_runs_in_its_own_process_as_the_specs_user_with_its_capabilities_and
     // As uid 1000 it is not, and what the guest creates is its own.
     let user = ["--mount", mount.as_str(), "--user", "1000:1000"];
     let s = seen(&c.run_rm(&user, image, &unique_id("user-read"), &read));
-    assert_eq!(s.code, Some(3), "{s:?}");
+    assert_eq!(s.code, Some(3), "{s:?}\n{}", c.log());
     assert!(s.stdout.contains("denied") && s.stdout.contains("ermission denied"), "{s:?}");
     let s = seen(&c.run_rm(&user, image, &unique_id("user-write"), &["/files.wasm", "write", "/vol/made", "x"]));
     assert_eq!(s.code, Some(0), "{s:?}");
@@ -809,5 +809,54 @@ fn the_guest_runs_in_its_own_process_as_the_specs_user_with_its_capabilities_and
         wait_gone(pid);
         let _ = c.ctr().args(["tasks", "delete", &id]).output();
         c.ctr_ok(&["containers", "delete", &id]);
+    }
+}
+
+#[test]
+fn a_host_proc_or_dev_gives_the_guest_what_runc_would() {
+    let c = Containerd::start();
+    let image = guests_image(&c);
+    let host_proc = ["--mount", "type=bind,src=/proc,dst=/proc,options=rbind:rw"];
+    let run = |flags: &[&str], args: &[&str]| seen(&c.run_rm(flags, image, &unique_id("view"), args));
+    // maskedPaths: a file reads empty, a folder lists nothing.
+    assert!(!std::fs::read_to_string("/proc/timer_list").unwrap().is_empty());
+    let s = run(&host_proc, &["/files.wasm", "read", "/proc/timer_list"]);
+    assert_eq!((s.code, s.stdout.as_str()), (Some(0), "\n"), "{s:?}\n{}", c.log());
+    if std::fs::read_dir("/proc/acpi").is_ok_and(|mut d| d.next().is_some()) {
+        let s = run(&host_proc, &["/files.wasm", "list", "/proc/acpi"]);
+        assert_eq!((s.code, s.stdout.as_str()), (Some(0), "\n"), "{s:?}");
+    }
+    // readonlyPaths: even writing the value it already has is refused (WASI
+    // has no EROFS of its own: the guest sees an I/O error).
+    let current = std::fs::read_to_string("/proc/sys/kernel/printk_ratelimit").unwrap();
+    let s = run(&host_proc, &["/files.wasm", "write", "/proc/sys/kernel/printk_ratelimit", current.trim()]);
+    assert_eq!(s.code, Some(3), "{s:?}");
+    assert!(s.stdout.starts_with("denied: ") && !s.stdout.contains("Invalid seek"), "{s:?}");
+    // ... where a write to a /proc file that is not read-only reaches the
+    // kernel, which answers WASI's positioned write with ESPIPE.
+    let writable = run(&host_proc, &["/files.wasm", "write", "/proc/self/comm", "renamed"]);
+    assert!(writable.stdout.contains("Invalid seek"), "{writable:?}");
+    // Other processes' secrets stay theirs (no CAP_SYS_PTRACE).
+    let s = run(&host_proc, &["/files.wasm", "read", "/proc/1/environ"]);
+    assert_eq!(s.code, Some(3), "{s:?}");
+    // The node's mounts are untouched by the guest's masks.
+    assert!(!std::fs::read_to_string("/proc/timer_list").unwrap().is_empty());
+    assert!(!std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains("/proc/timer_list"));
+
+    // A host /dev: the devices the spec's rules allow work, others read as
+    // /dev/null (here the kernel log and every disk).
+    let host_dev = ["--mount", "type=bind,src=/dev,dst=/dev,options=rbind:rw"];
+    let s = run(&host_dev, &["/files.wasm", "write", "/dev/null", "x"]);
+    assert_eq!(s.code, Some(0), "{s:?}");
+    let s = run(&host_dev, &["/files.wasm", "read", "/dev/kmsg"]);
+    assert_eq!((s.code, s.stdout.as_str()), (Some(0), "\n"), "/dev/kmsg is hidden: {s:?}");
+    let disk = std::fs::read_dir("/sys/block")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| std::path::Path::new("/dev").join(n).exists());
+    if let Some(disk) = disk {
+        let s = run(&host_dev, &["/files.wasm", "read", &format!("/dev/{disk}")]);
+        assert_eq!((s.code, s.stdout.as_str()), (Some(0), "\n"), "/dev/{disk} is hidden: {s:?}");
     }
 }

@@ -61,10 +61,12 @@ fn info() -> anyhow::Result<()> {
 const FEATURES_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/features/Features";
 
 /// What wasmlet honours of an OCI spec, as the runtime-spec's Features
-/// structure. Only what the shim really applies is listed: the network
-/// namespace a pod names (HTTP listeners bind inside it), read-only and
-/// bind mounts, the cgroup's resources. No hooks, no user namespaces or
-/// idmapped mounts, no seccomp or AppArmor of its own yet.
+/// structure. Only what the shim really applies is listed: the network, IPC
+/// and UTS namespaces a pod names (the guest process joins them), every
+/// capability (the guest process gets exactly the spec's sets), read-only
+/// and bind mounts, the cgroup's resources. No hooks, no user namespaces or
+/// idmapped mounts (a spec asking for one is refused at Create), no seccomp
+/// or AppArmor of its own yet.
 pub(crate) fn features() -> serde_json::Value {
     serde_json::json!({
         "ociVersionMin": "1.0.0",
@@ -72,8 +74,8 @@ pub(crate) fn features() -> serde_json::Value {
         "hooks": [],
         "mountOptions": ["bind", "rbind", "ro", "rw"],
         "linux": {
-            "namespaces": ["network"],
-            "capabilities": [],
+            "namespaces": ["network", "ipc", "uts"],
+            "capabilities": super::confine::CAPABILITIES.to_vec(),
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
             "seccomp": {"enabled": false},
             "apparmor": {"enabled": false},
@@ -177,7 +179,10 @@ mod tests {
         let parsed: oci_spec::runtime::Features = serde_json::from_slice(&features.value).unwrap();
         assert_eq!(parsed.oci_version_min(), "1.0.0");
         let linux = parsed.linux().as_ref().unwrap();
-        assert_eq!(linux.namespaces().as_deref(), Some(&[oci_spec::runtime::LinuxNamespaceType::Network][..]));
+        use oci_spec::runtime::LinuxNamespaceType::{Ipc, Network, Uts};
+        assert_eq!(linux.namespaces().as_deref(), Some(&[Network, Ipc, Uts][..]));
+        let capabilities = linux.capabilities().as_ref().map_or(0, |c| c.len());
+        assert_eq!(capabilities, 41, "the guest process applies every capability the spec names");
         let idmap = linux.mount_extensions().as_ref().and_then(|m| m.idmap().as_ref()).and_then(|i| *i.enabled());
         assert_eq!(idmap, Some(false), "user namespaces are not supported: say so");
     }

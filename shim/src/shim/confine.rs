@@ -14,7 +14,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::os::fd::{AsRawFd as _, OwnedFd};
 
 /// Capabilities by name, as the OCI spec writes them, to their numbers.
-const CAPABILITIES: [&str; 41] = [
+pub(crate) const CAPABILITIES: [&str; 41] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_DAC_READ_SEARCH",
@@ -95,6 +95,11 @@ pub struct Capabilities {
 pub enum ConfineError {
     #[error("unknown capability `{0}`")]
     UnknownCapability(String),
+    #[error(
+        "wasmlet does not support user namespaces (a pod with `hostUsers: false`, or uid/gid mappings): run it with \
+         `hostUsers: true`, or under runc"
+    )]
+    UserNamespace,
     #[error("unknown rlimit `{0}`")]
     UnknownRlimit(String),
     #[error("opening the pod's {what} namespace {path}: {source}")]
@@ -116,6 +121,9 @@ pub struct Confinement {
     namespaces: Vec<(libc::c_int, OwnedFd)>,
     /// The highest capability number this kernel knows.
     last_cap: u32,
+    /// What the guest can name through its preopens (set by the caller,
+    /// which knows them).
+    pub fs_view: crate::shim::fs_view::FsView,
 }
 
 fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
@@ -142,6 +150,13 @@ fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
 
 impl Confinement {
     pub fn from_spec(spec: &Spec) -> Result<Self, ConfineError> {
+        let linux = spec.linux().as_ref();
+        let user_namespace = linux
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|n| n.iter().any(|ns| ns.typ() == LinuxNamespaceType::User));
+        if user_namespace || linux.and_then(|l| l.uid_mappings().as_ref()).is_some_and(|m| !m.is_empty()) {
+            return Err(ConfineError::UserNamespace);
+        }
         let process = spec.process().clone().unwrap_or_default();
         let user = process.user();
         // No capabilities in the spec means none (oci-spec's own default
@@ -194,6 +209,7 @@ impl Confinement {
             rlimits,
             namespaces,
             last_cap,
+            fs_view: Default::default(),
         })
     }
 
@@ -305,6 +321,17 @@ mod tests {
         assert_eq!(c.capabilities.effective, CapSet(1));
         assert_eq!(c.capabilities.ambient, CapSet::default());
         assert_eq!(c.rlimits, [(libc::RLIMIT_NOFILE, 512, 1024)]);
+    }
+
+    #[test]
+    fn user_namespaces_are_refused_with_the_reason() {
+        let mut v = serde_json::json!({"ociVersion": "1.1.0", "root": {"path": "rootfs"},
+            "process": {"user": {"uid": 0, "gid": 0}, "cwd": "/"},
+            "linux": {"namespaces": [{"type": "user"}], "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]}});
+        let err = Confinement::from_spec(&serde_json::from_value(v.clone()).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("hostUsers: false"), "{err}");
+        v["linux"]["namespaces"] = serde_json::json!([{"type": "network"}]);
+        assert!(Confinement::from_spec(&serde_json::from_value(v).unwrap()).is_err(), "mappings alone are refused too");
     }
 
     #[test]

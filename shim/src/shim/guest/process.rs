@@ -7,7 +7,6 @@ use crate::shim::stdio::Stdio;
 use crate::shim::workload::Finished;
 use std::io::BufReader;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::process::{Child, Command};
@@ -56,31 +55,18 @@ impl GuestProcess {
         listener: Option<OwnedFd>,
     ) -> std::io::Result<Self> {
         let (shim_end, guest_end) = UnixStream::pair()?;
-        // Preopens are opened here, as root, and handed over as fds: like a
-        // runc container's root, a volume is the guest's whatever the
-        // permissions of the host folders above it (the bundle's are 0700).
-        // The guest reopens each through /proc/self/fd, as its own user, so
-        // what it may do inside is checked against its credentials.
-        let mut dirs = Vec::new();
-        for preopen in &launch.preopens {
-            let dir = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
-                .open(&preopen.host)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("opening {}: {e}", preopen.host.display())))?;
-            dirs.push(OwnedFd::from(dir));
-        }
-        // Targets above every descriptor they are copied from, so no copy
-        // overwrites a source not yet copied.
+        // Preopens are opened by the child while still root, after its
+        // masks (`FsView`), and handed over as fds: like a runc container's
+        // root, a volume is the guest's whatever the permissions of the host
+        // folders above it (the bundle's are 0700). The guest reopens each
+        // through /proc/self/fd as its own user, so what it may do inside
+        // is checked against its credentials. The fds go above every fd
+        // the child still copies from.
         let listener_fd = listener.as_ref().map(|l| l.as_raw_fd());
-        let highest =
-            dirs.iter().map(|d| d.as_raw_fd()).chain([guest_end.as_raw_fd()]).chain(listener_fd).max().unwrap_or(0);
+        let highest = [guest_end.as_raw_fd()].into_iter().chain(listener_fd).max().unwrap_or(0);
         let base = PREOPEN_FD_BASE.max(highest + 1);
-        let mut preopen_fds = Vec::new();
-        for (i, (preopen, dir)) in launch.preopens.iter_mut().zip(dirs).enumerate() {
-            let target = base + i as i32;
-            preopen.host = format!("/proc/self/fd/{target}").into();
-            preopen_fds.push((dir, target));
+        for (i, preopen) in launch.preopens.iter_mut().enumerate() {
+            preopen.host = format!("/proc/self/fd/{}", base + i as i32).into();
         }
         let (stdin, has_stdin) = stdio_in(stdio.stdin);
         launch.stdin = has_stdin;
@@ -97,13 +83,7 @@ impl GuestProcess {
         // and Confinement::apply, which allocates nothing).
         unsafe {
             command.pre_exec(move || {
-                for (fd, target) in &preopen_fds {
-                    if libc::dup2(fd.as_raw_fd(), *target) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                // Then the fixed fds 3 and 4: each may be a preopen's source
-                // (copied already), and fd 4 may be the control socket.
+                // The fixed fds 3 and 4 (fd 4 may be the control socket's now).
                 let guest_fd = if guest_fd == LISTENER_FD && listener_fd.is_some() {
                     let moved = libc::fcntl(guest_fd, libc::F_DUPFD_CLOEXEC, base + 64);
                     if moved < 0 {
@@ -127,6 +107,7 @@ impl GuestProcess {
                 } else if libc::dup2(guest_fd, CONTROL_FD) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                confinement.fs_view.apply(base)?;
                 confinement.apply()
             });
         }

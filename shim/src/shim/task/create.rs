@@ -7,6 +7,7 @@ use super::lifecycle::{Cleanup, NewContainer};
 use super::SharedRuntime;
 use crate::shim::cgroup::ContainerCgroup;
 use crate::shim::confine::Confinement;
+use crate::shim::fs_view::{Folder, FsView};
 use crate::shim::runc::{self, RuncContainer};
 use crate::shim::sandbox::PodNamespaces;
 use crate::shim::spec::{is_pod_sandbox, wasm_task, SpecError};
@@ -115,20 +116,27 @@ async fn workload_for(
         tracing::info!(id = %req.id, "created Linux container (runc)");
         return Ok(Arc::new(LinuxContainer::new(runc)));
     }
-    let confinement = Confinement::from_spec(spec).map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
-    let guest = wasm_guest(ctx, req, spec, &root).await?;
+    let mut confinement = Confinement::from_spec(spec).map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
+    let (guest, fs_view) = wasm_guest(ctx, req, spec, &root).await?;
+    confinement.fs_view = fs_view;
     // Spawning the guest process forks and execs: off the executor.
     blocking(move || guest.into_workload(confinement)).await
 }
 
-/// Compile (or load from the cache) and link the Wasm, and open its stdio.
+/// Compile (or load from the cache) and link the Wasm, and open its stdio;
+/// also what its preopens let it name.
 async fn wasm_guest(
     ctx: &CreateContext<'_>,
     req: &api::CreateTaskRequest,
     spec: &Spec,
     root: &Path,
-) -> TaskResult<WasmGuest> {
+) -> TaskResult<(WasmGuest, FsView)> {
     let task = wasm_task(spec, root).map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
+    let fs_view = {
+        let folders: Vec<Folder<'_>> =
+            task.caps.preopens.iter().map(|p| Folder { host: &p.host, guest: &p.guest }).collect();
+        FsView::new(spec, &folders)
+    };
     let runtime = ctx.runtime.wait().await?;
     let loader = runtime.clone();
     let program = match task.wasm.clone() {
@@ -155,7 +163,7 @@ async fn wasm_guest(
     .await?;
     relay.start().map_err(|e| TaskError::Internal(format!("relaying stdio: {e}")))?;
     tracing::info!(id = %req.id, wasm = %task.wasm_name, digest = %program.digest(), kind = ?program.kind(), "created");
-    Ok(WasmGuest::new(&req.id, runtime, program, task, stdio, relay))
+    Ok((WasmGuest::new(&req.id, runtime, program, task, stdio, relay), fs_view))
 }
 
 /// The Wasm layer of the container's image, read from containerd's content

@@ -5,8 +5,8 @@
 //! |---|---|---|
 //! | CRI pod sandbox | [`PodSandbox`]: a holder process owning the pod's namespaces | the holder's |
 //! | Linux container (a sidecar) | [`LinuxContainer`]: `runc run` in the shim's foreground | the shim's |
-//! | Wasm run to completion | [`WasmRun`]: the guest on a thread of the shim | the shim's |
-//! | Wasm HTTP function | [`HttpFunction`]: a listener, an instance per request | the shim's |
+//! | Wasm run to completion | [`WasmRun`]: the guest in a confined guest process | the shim's |
+//! | Wasm HTTP function | [`HttpFunction`]: the shim's listener, served by a confined guest process, an instance per request | the shim's |
 //!
 //! A workload knows nothing of phases or events: the lifecycle decides
 //! which verb is valid when, records the exit and tells containerd.
