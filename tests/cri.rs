@@ -13,7 +13,7 @@ fn setup() -> (Containerd, tempfile::TempDir) {
     let c = Containerd::start();
     import_pause_image(&c);
     let work = tempfile::tempdir().unwrap();
-    let mut files: Vec<(String, Vec<u8>)> = ["hello", "exit", "sleep", "memhog", "echo"]
+    let mut files: Vec<(String, Vec<u8>)> = ["hello", "exit", "sleep", "memhog", "echo", "files"]
         .iter()
         .map(|n| (format!("/{n}.wasm"), std::fs::read(guest(n, false)).unwrap()))
         .collect();
@@ -547,4 +547,51 @@ async fn images_written_by_wasmlet_push_run_through_cri() {
         assert!(lines.iter().any(|l| l.ends_with(" stdout F hello from wasmlet")), "{format}: {lines:?}");
     }
     cri.remove_pod(&pod).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_as_user_confines_the_guest_to_that_users_files() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let (c, work) = setup();
+    let mut cri = Cri::connect(&c).await;
+    let logs = work.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let volume = work.path().join("volume");
+    std::fs::create_dir_all(&volume).unwrap();
+    std::fs::set_permissions(&volume, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::write(volume.join("secret"), "root only\n").unwrap();
+    std::fs::set_permissions(volume.join("secret"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let pod_config = Cri::pod_config("user-pod", &logs);
+    let pod = cri.run_pod(&pod_config, "wasmlet").await;
+    let as_user = |name: &str, command: &[&str]| {
+        let mut config = Cri::container_config(name, 0, IMAGE, command, &[], 0);
+        config.mounts = vec![Mount {
+            container_path: "/vol".into(),
+            host_path: volume.display().to_string(),
+            ..Default::default()
+        }];
+        let linux = config.linux.get_or_insert_with(Default::default);
+        linux.security_context = Some(LinuxContainerSecurityContext {
+            run_as_user: Some(Int64Value { value: 1000 }),
+            run_as_group: Some(Int64Value { value: 1000 }),
+            ..Default::default()
+        });
+        config
+    };
+    let reader =
+        cri.create_container(&pod, &pod_config, as_user("reader", &["/files.wasm", "read", "/vol/secret"])).await;
+    cri.start_container(&reader).await;
+    let status = cri.wait_state(&reader, ContainerState::ContainerExited, Duration::from_secs(30)).await;
+    assert_eq!(status.exit_code, 3, "{status:?}");
+    let lines = log_lines(&logs.join("reader_0.log"));
+    assert!(lines.iter().any(|l| l.contains("denied") && l.contains("ermission denied")), "{lines:?}");
+    let writer =
+        cri.create_container(&pod, &pod_config, as_user("writer", &["/files.wasm", "write", "/vol/made", "x"])).await;
+    cri.start_container(&writer).await;
+    let status = cri.wait_state(&writer, ContainerState::ContainerExited, Duration::from_secs(30)).await;
+    assert_eq!(status.exit_code, 0, "{status:?}");
+    let made = std::fs::metadata(volume.join("made")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (1000, 1000));
+    cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
 }
