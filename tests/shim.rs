@@ -761,12 +761,23 @@ fn the_guest_runs_in_its_own_process_as_the_specs_user_with_its_capabilities_and
     // As root, the spec's default user, the file is readable (as under runc).
     let s = seen(&c.run_rm(&["--mount", &mount], image, &unique_id("root-read"), &read));
     assert_eq!((s.code, s.stdout.as_str()), (Some(0), "root only\n\n"), "{s:?}");
-    // As uid 1000 it is not, and what the guest creates is its own.
-    let user = ["--mount", mount.as_str(), "--user", "1000:1000"];
-    let s = seen(&c.run_rm(&user, image, &unique_id("user-read"), &read));
+    // As uid 1000 (the image's USER: ctr 1.6 has no --user) it is not, and
+    // what the guest creates is its own.
+    let work = tempfile::tempdir().unwrap();
+    let user_image = "docker.io/wasmlet/guests-as-1000:latest";
+    let files = std::fs::read(guest("files", false)).unwrap();
+    let sleep = std::fs::read(guest("sleep", false)).unwrap();
+    c.import(&oci::image_archive_as_user(
+        work.path(),
+        user_image,
+        &[("/files.wasm", &files, 0o644), ("/sleep.wasm", &sleep, 0o644)],
+        "1000:1000",
+    ));
+    let user = ["--mount", mount.as_str()];
+    let s = seen(&c.run_rm(&user, user_image, &unique_id("user-read"), &read));
     assert_eq!(s.code, Some(3), "{s:?}\n{}", c.log());
     assert!(s.stdout.contains("denied") && s.stdout.contains("ermission denied"), "{s:?}");
-    let s = seen(&c.run_rm(&user, image, &unique_id("user-write"), &["/files.wasm", "write", "/vol/made", "x"]));
+    let s = seen(&c.run_rm(&user, user_image, &unique_id("user-write"), &["/files.wasm", "write", "/vol/made", "x"]));
     assert_eq!(s.code, Some(0), "{s:?}");
     let made = std::fs::metadata(dir.path().join("made")).unwrap();
     assert_eq!((made.uid(), made.gid()), (1000, 1000));
@@ -774,14 +785,9 @@ fn the_guest_runs_in_its_own_process_as_the_specs_user_with_its_capabilities_and
     // The guest's process: the spec's credentials, no capabilities for a
     // non-root user, no_new_privs, the spec's RLIMIT_NOFILE; for root, the
     // spec's capability set, never all of the shim's.
-    for (flags, uid, no_caps) in
-        [(vec!["--user", "1000:1000"], "1000 1000 1000 1000", true), (vec![], "0 0 0 0", false)]
-    {
+    for (run_image, uid, no_caps) in [(user_image, "1000 1000 1000 1000", true), (image, "0 0 0 0", false)] {
         let id = unique_id("creds");
-        let mut args = vec!["run", "-d", "--runtime", RUNTIME];
-        args.extend(&flags);
-        args.extend([image, id.as_str(), "/sleep.wasm"]);
-        c.ctr_ok(&args);
+        c.ctr_ok(&["run", "-d", "--runtime", RUNTIME, run_image, id.as_str(), "/sleep.wasm"]);
         let pid = (0..100)
             .find_map(|_| {
                 guest_pid(&id).or_else(|| {

@@ -18,6 +18,7 @@ mod config;
 mod digest;
 mod engine;
 mod error;
+mod execute;
 mod exit;
 mod kill;
 mod limits;

@@ -47,6 +47,12 @@ pub fn busybox_archive(out: &Path, name: &str) -> PathBuf {
     )
 }
 
+/// [`image_archive`] whose config names the user to run as (`uid:gid`),
+/// as `USER` in a Dockerfile does.
+pub fn image_archive_as_user(out: &Path, name: &str, files: &[(&str, &[u8], u32)], user: &str) -> PathBuf {
+    image_archive_configured(out, name, files, &[], &[], &["PATH=/"], Some(user))
+}
+
 /// [`image_archive`] with symlinks (path, target) and an environment.
 pub fn image_archive_with_links(
     out: &Path,
@@ -56,6 +62,18 @@ pub fn image_archive_with_links(
     entrypoint: &[&str],
     env: &[&str],
 ) -> PathBuf {
+    image_archive_configured(out, name, files, links, entrypoint, env, None)
+}
+
+fn image_archive_configured(
+    out: &Path,
+    name: &str,
+    files: &[(&str, &[u8], u32)],
+    links: &[(&str, &str)],
+    entrypoint: &[&str],
+    env: &[&str],
+    user: Option<&str>,
+) -> PathBuf {
     let work = tempfile::tempdir().unwrap();
     let layer = tar_layer_with(files, links);
     let layout = work.path().join("layout");
@@ -63,7 +81,7 @@ pub fn image_archive_with_links(
     let config = serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Entrypoint": entrypoint, "Env": env, "WorkingDir": "/"},
+        "config": {"Entrypoint": entrypoint, "Env": env, "WorkingDir": "/", "User": user.unwrap_or_default()},
         "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
     });
     let (config_digest, config_size) = put_blob(&layout, &serde_json::to_vec(&config).unwrap());

@@ -1,0 +1,90 @@
+//! Running a program to completion on the caller's executor: the dispatch
+//! by kind (a core module through [`crate::module_run`], a `wasi:cli`
+//! command component here). Its own module so that `run` (the runtime and
+//! its loading) depends on nothing that runs guests.
+
+use crate::capabilities::Capabilities;
+use crate::error::RunError;
+use crate::exit::Outcome;
+use crate::kill::KillSwitch;
+use crate::limits::{Limits, MemoryLimiter};
+use crate::program::{Compiled, Program, ProgramKind};
+use crate::run::{classify, link_error_message, Entry, GuestEnd, RunRequest, Runtime, Yielding};
+use crate::state::ComponentState;
+use wasmtime::component::{Component, ResourceTable};
+
+impl Runtime {
+    /// Run a program with exactly its capabilities, under its limits,
+    /// until it ends or its kill switch fires, on the caller's executor.
+    /// `Err` means the guest never started (bad link, missing export,
+    /// unusable preopen); everything after that is an [`Outcome`].
+    pub async fn run(&self, request: RunRequest) -> Result<Outcome, RunError> {
+        let RunRequest { program, entry, caps, limits, kill } = request;
+        self.run_with(&program, &entry, caps, &limits, &kill).await
+    }
+
+    /// [`Runtime::run`] on borrowed parts (the async style for modules).
+    pub(crate) async fn run_with(
+        &self,
+        program: &Program,
+        entry: &Entry,
+        caps: Capabilities,
+        limits: &Limits,
+        kill: &KillSwitch,
+    ) -> Result<Outcome, RunError> {
+        match (program.compiled(), program.kind()) {
+            (Compiled::Module(module), _) => {
+                self.run_module(crate::module_run::Asynchronous, program, module, entry, caps, limits, kill).await
+            }
+            (Compiled::Component(component), ProgramKind::Command) => {
+                if let Entry::Export(name) = entry {
+                    return Err(RunError::UninvokableExport {
+                        name: name.clone(),
+                        why: "components run through `wasi:cli/run`; invoking other component exports is not supported"
+                            .into(),
+                    });
+                }
+                self.run_command(program, component, caps, limits, kill).await
+            }
+            (Compiled::Component(_), ProgramKind::HttpProxy) => Err(RunError::NotACommand(format!(
+                "component {} (a `wasi:http/proxy` function: serve it with `wasmlet serve`)",
+                program.digest()
+            ))),
+            (Compiled::Component(_), _) => Err(RunError::NotACommand(format!("component {}", program.digest()))),
+        }
+    }
+
+    async fn run_command(
+        &self,
+        program: &Program,
+        component: &Component,
+        caps: Capabilities,
+        limits: &Limits,
+        kill: &KillSwitch,
+    ) -> Result<Outcome, RunError> {
+        let pre = program
+            .command_pre(&self.component_linker, component)
+            .map_err(|e| RunError::UnknownImport(link_error_message(&e)))?;
+        let ctx = caps.into_builder(true)?.build();
+        let mut store = self.new_store(
+            ComponentState { ctx, table: ResourceTable::new(), limiter: MemoryLimiter::for_limits(limits) },
+            limits,
+            kill,
+            Yielding::ToExecutor,
+        );
+        store.limiter(|s| &mut s.limiter);
+        let guest = async {
+            let command = match pre.instantiate_async(&mut store).await {
+                Ok(command) => command,
+                Err(e) => return GuestEnd::Instantiate(e),
+            };
+            match command.wasi_cli_run().call_run(&mut store).await {
+                Ok(Ok(())) => GuestEnd::Returned(Vec::new()),
+                Ok(Err(())) => GuestEnd::CommandFailed,
+                Err(e) => GuestEnd::Failed(e),
+            }
+        };
+        let end = self.race(guest, limits, kill).await;
+        classify(end, store.data().limiter.refusal())
+    }
+}
