@@ -866,3 +866,29 @@ fn a_host_proc_or_dev_gives_the_guest_what_runc_would() {
         assert_eq!((s.code, s.stdout.as_str()), (Some(0), "\n"), "/dev/{disk} is hidden: {s:?}");
     }
 }
+
+#[test]
+fn a_detached_guest_outlives_the_thread_that_started_it() {
+    // tokio's blocking-pool threads exit after 10 s idle; a parent-death
+    // signal tied to one of them would kill a long-running guest then.
+    let c = Containerd::start();
+    let image = guests_image(&c);
+    let id = unique_id("long");
+    c.ctr_ok(&["run", "-d", "--runtime", RUNTIME, image, &id, "/sleep.wasm"]);
+    let pid = (0..100)
+        .find_map(|_| {
+            guest_pid(&id).or_else(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                None
+            })
+        })
+        .unwrap_or_else(|| panic!("no guest process for {id}"));
+    std::thread::sleep(Duration::from_secs(13));
+    assert_eq!(guest_pid(&id), Some(pid), "the guest process died");
+    let tasks = c.ctr_ok(&["tasks", "ls"]);
+    assert!(tasks.lines().any(|l| l.starts_with(&id) && l.contains("RUNNING")), "{tasks}");
+    c.ctr_ok(&["tasks", "kill", "--signal", "SIGKILL", &id]);
+    wait_gone(pid);
+    let _ = c.ctr().args(["tasks", "delete", &id]).output();
+    c.ctr_ok(&["containers", "delete", &id]);
+}

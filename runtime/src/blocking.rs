@@ -19,7 +19,7 @@ use crate::kill::KillSwitch;
 use crate::limits::Limits;
 use crate::module_run::{ready, Synchronous};
 use crate::program::{Compiled, Program};
-use crate::run::{classify, deadline_passes, Entry, RunRequest, Runtime};
+use crate::run::{classify, deadline_passes, Entry, Executor, RunRequest, Runtime};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,7 +72,7 @@ impl Runtime {
                         executor.get_or_init(|| built)
                     }
                 };
-                executor.block_on(self.run_with(program, entry, caps, limits, kill))
+                executor.block_on(self.run_with(program, entry, caps, limits, kill, Executor::Own))
             }),
         }
     }

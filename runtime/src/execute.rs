@@ -9,7 +9,7 @@ use crate::exit::Outcome;
 use crate::kill::KillSwitch;
 use crate::limits::{Limits, MemoryLimiter};
 use crate::program::{Compiled, Program, ProgramKind};
-use crate::run::{classify, link_error_message, Entry, GuestEnd, RunRequest, Runtime, Yielding};
+use crate::run::{classify, link_error_message, Entry, Executor, GuestEnd, RunRequest, Runtime, Yielding};
 use crate::state::ComponentState;
 use wasmtime::component::{Component, ResourceTable};
 
@@ -20,7 +20,7 @@ impl Runtime {
     /// unusable preopen); everything after that is an [`Outcome`].
     pub async fn run(&self, request: RunRequest) -> Result<Outcome, RunError> {
         let RunRequest { program, entry, caps, limits, kill } = request;
-        self.run_with(&program, &entry, caps, &limits, &kill).await
+        self.run_with(&program, &entry, caps, &limits, &kill, Executor::Shared).await
     }
 
     /// [`Runtime::run`] on borrowed parts (the async style for modules).
@@ -31,6 +31,7 @@ impl Runtime {
         caps: Capabilities,
         limits: &Limits,
         kill: &KillSwitch,
+        executor: Executor,
     ) -> Result<Outcome, RunError> {
         match (program.compiled(), program.kind()) {
             (Compiled::Module(module), _) => {
@@ -44,7 +45,7 @@ impl Runtime {
                             .into(),
                     });
                 }
-                self.run_command(program, component, caps, limits, kill).await
+                self.run_command(program, component, caps, limits, kill, executor).await
             }
             (Compiled::Component(_), ProgramKind::HttpProxy) => Err(RunError::NotACommand(format!(
                 "component {} (a `wasi:http/proxy` function: serve it with `wasmlet serve`)",
@@ -61,6 +62,7 @@ impl Runtime {
         caps: Capabilities,
         limits: &Limits,
         kill: &KillSwitch,
+        executor: Executor,
     ) -> Result<Outcome, RunError> {
         let pre = program
             .command_pre(&self.component_linker, component)
@@ -84,7 +86,7 @@ impl Runtime {
                 Err(e) => GuestEnd::Failed(e),
             }
         };
-        let end = self.race(guest, limits, kill).await;
+        let end = self.race(guest, limits, kill, executor).await;
         classify(end, store.data().limiter.refusal())
     }
 }

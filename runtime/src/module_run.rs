@@ -13,7 +13,7 @@ use crate::exit::{ExitStatus, Outcome};
 use crate::kill::KillSwitch;
 use crate::limits::{Limits, MemoryLimiter};
 use crate::program::Program;
-use crate::run::{classify, resolve_module_entry, stopped_by_epoch, Entry, GuestEnd, Runtime, Yielding};
+use crate::run::{classify, resolve_module_entry, stopped_by_epoch, Entry, Executor, GuestEnd, Runtime, Yielding};
 use crate::state::ModuleState;
 use std::future::Future;
 use wasmtime::{Func, Instance, InstancePre, Module, Store, TypedFunc, Val};
@@ -75,15 +75,16 @@ impl CallStyle for Synchronous {
     }
 
     /// Kills and the deadline stop guest code through the epoch alone: a
-    /// kill bumps it, the ticker (kept running here) checks the deadline.
+    /// kill bumps it; only a run with a deadline keeps the ticker going, so
+    /// a guest blocked in a host call (a sleep) costs no wake-ups.
     async fn drive(
         &self,
         runtime: &Runtime,
         guest: impl Future<Output = GuestEnd>,
-        _limits: &Limits,
+        limits: &Limits,
         kill: &KillSwitch,
     ) -> Result<GuestEnd, ExitStatus> {
-        let _ticking = runtime.ticker_running();
+        let _ticking = limits.deadline.map(|_| runtime.ticker_running());
         stopped_by_epoch(guest.await, kill)
     }
 }
@@ -116,7 +117,7 @@ impl CallStyle for Asynchronous {
         limits: &Limits,
         kill: &KillSwitch,
     ) -> Result<GuestEnd, ExitStatus> {
-        runtime.race(guest, limits, kill).await
+        runtime.race(guest, limits, kill, Executor::Shared).await
     }
 }
 

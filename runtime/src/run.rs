@@ -324,8 +324,12 @@ impl Runtime {
         guest: impl std::future::Future<Output = GuestEnd>,
         limits: &Limits,
         kill: &KillSwitch,
+        executor: Executor,
     ) -> Result<GuestEnd, ExitStatus> {
-        let _ticking = self.ticker.running();
+        // Ticks make the guest yield to the executor's other tasks and check
+        // its deadline; alone on its own executor without one, it needs none
+        // (a kill bumps the epoch itself), and a sleeping guest costs nothing.
+        let _ticking = (executor == Executor::Shared || limits.deadline.is_some()).then(|| self.ticker.running());
         let end = tokio::select! {
             biased;
             signal = kill.signaled() => return Err(ExitStatus::Signaled(signal)),
@@ -353,6 +357,15 @@ pub(crate) fn stopped_by_epoch(end: GuestEnd, kill: &KillSwitch) -> Result<Guest
         }
         _ => Ok(end),
     }
+}
+
+/// Whom a guest's executor runs besides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Executor {
+    /// The caller's: other tasks need the guest to yield now and then.
+    Shared,
+    /// Its own, for this run only (`Runtime::run_blocking`).
+    Own,
 }
 
 /// What a running guest does at an epoch tick when it is not stopped.

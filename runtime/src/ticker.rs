@@ -1,11 +1,14 @@
-//! One thread per engine that advances the epoch while any guest runs.
+//! One thread per engine that advances the epoch while any guest that needs
+//! ticks runs.
 //!
-//! Guests yield at every epoch tick (see `run.rs`), which is what lets a kill
-//! or a deadline stop even a tight loop. It lingers for [`LINGER`] after the
-//! last guest ends, then parks, looking for guests every [`PARKED_POLL`]
-//! (10 wake-ups a second while idle) instead of being woken by the run that
-//! starts: a cross-thread wake-up on the path of the first request after
-//! idle costs more than that polling on these VMs.
+//! Async guests (HTTP requests) yield to their executor at every epoch tick
+//! (see `run.rs`), and a deadline is checked there. Kills do not need it:
+//! a kill bumps the epoch itself. Synchronous runs without a deadline (every
+//! container's guest) take no ticks at all, so a sleeping guest costs no
+//! wake-ups. The ticker lingers for [`LINGER`] after the last guest ends
+//! (bursts of requests keep it warm), then parks without a timeout: an idle
+//! process never wakes for it. The first guest after that pays one
+//! cross-thread wake-up.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -13,13 +16,12 @@ use wasmtime::Engine;
 
 /// How long the ticker keeps ticking after the last guest ended.
 const LINGER: Duration = Duration::from_secs(1);
-/// How often a parked ticker looks for running guests: the delay before a
-/// guest's first tick after idle (deadline checks and yields start then).
-const PARKED_POLL: Duration = Duration::from_millis(100);
 
 #[derive(Default)]
 struct State {
     running: usize,
+    /// The ticker waits for a guest (and must be woken for one).
+    parked: bool,
     shutdown: bool,
 }
 
@@ -51,9 +53,10 @@ impl EpochTicker {
     pub(crate) fn running(&self) -> Running {
         let mut state = lock(&self.shared.state);
         state.running += 1;
-        // A parked ticker is not woken here: it polls every PARKED_POLL, so
-        // the first request after idle pays no cross-thread wake-up (costly in
-        // VMs). A kill still bumps the epoch itself, at once.
+        if state.parked {
+            state.parked = false;
+            self.shared.wake.notify_one();
+        }
         Running { shared: self.shared.clone() }
     }
 }
@@ -87,10 +90,11 @@ fn tick_loop(shared: &Shared, engine: &Engine, period: Duration) {
                 idle_since = None;
             } else if idle_since.get_or_insert_with(std::time::Instant::now).elapsed() >= LINGER {
                 idle_since = None;
+                state.parked = true;
                 while state.running == 0 && !state.shutdown {
-                    state =
-                        shared.wake.wait_timeout(state, PARKED_POLL).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
+                    state = shared.wake.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
                 }
+                state.parked = false;
             }
             if state.shutdown {
                 return;

@@ -45,3 +45,22 @@ pub fn total_pss_kib(shim: &str) -> (u64, usize) {
     pids.dedup();
     (pids.iter().map(|p| pss_kib(*p)).sum(), pids.len())
 }
+
+/// Context switches (voluntary and not) of every thread of `pid`, and its
+/// CPU time in clock ticks (user + system), for wake-up and CPU deltas.
+pub fn wakeups_and_cpu(pid: u32) -> (u64, u64) {
+    let mut switches = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        switches += status
+            .lines()
+            .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    // After the command: state is field 0, utime 11 and stime 12.
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (switches, ticks(11) + ticks(12))
+}

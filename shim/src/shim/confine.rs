@@ -255,7 +255,9 @@ impl Confinement {
             }
             libc::umask(self.umask as libc::mode_t);
             // The credential change cleared the parent-death signal: if the
-            // shim dies, so does its guest.
+            // shim dies, so does its guest. (It follows the *thread* that
+            // forked this child: spawn from a thread that lives as long as
+            // the shim.)
             check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
         }
         Ok(())

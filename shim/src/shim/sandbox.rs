@@ -14,7 +14,8 @@
 //! copy-on-write. The child only makes raw system calls (`setns`,
 //! `sethostname`, `close_range`, `pause`) before it sleeps for good: it is
 //! a copy of a multi-threaded process and must not touch locks or the heap.
-//! It dies with the shim (`PR_SET_PDEATHSIG`), and is killed and reaped by
+//! It dies with the shim (`PR_SET_PDEATHSIG`, which follows the thread that
+//! cloned it: Create clones it from the shim's executor thread), and is killed and reaped by
 //! it when the sandbox stops.
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};

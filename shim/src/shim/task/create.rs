@@ -93,11 +93,10 @@ async fn workload_for(
     spec: &Spec,
 ) -> TaskResult<Arc<dyn Workload>> {
     if is_pod_sandbox(spec) {
-        let spec = spec.clone();
-        let holder = blocking(move || {
-            PodNamespaces::create(&spec).map_err(|e| TaskError::Internal(format!("pod sandbox: {e}")))
-        })
-        .await?;
+        // Cloned from the executor's thread, which lives as long as the shim:
+        // the holder's parent-death signal follows the thread that made it,
+        // and a blocking-pool thread exits after 10 s idle.
+        let holder = PodNamespaces::create(spec).map_err(|e| TaskError::Internal(format!("pod sandbox: {e}")))?;
         tracing::info!(id = %req.id, holder = holder.pid(), "created pod sandbox (a holder process owns the pod's namespaces)");
         return Ok(Arc::new(PodSandbox::new(holder)));
     }
@@ -119,8 +118,10 @@ async fn workload_for(
     let mut confinement = Confinement::from_spec(spec).map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
     let (guest, fs_view) = wasm_guest(ctx, req, spec, &root).await?;
     confinement.fs_view = fs_view;
-    // Spawning the guest process forks and execs: off the executor.
-    blocking(move || guest.into_workload(confinement)).await
+    // On the executor's own thread, not a blocking-pool one: the guest's
+    // parent-death signal fires when the thread that forked it exits, and
+    // pool threads exit when idle.
+    guest.into_workload(confinement)
 }
 
 /// Compile (or load from the cache) and link the Wasm, and open its stdio;

@@ -70,13 +70,12 @@ impl Workload for HttpFunction {
             max_body_bytes: http.serve.max_body_bytes,
         };
         let launch = self.guest.launch(&task, Some(serve));
-        let process = blocking(move || {
-            let listener = listen(&http)?;
-            tracing::info!(addr = ?listener.local_addr().ok(), "serving HTTP");
-            GuestProcess::spawn(launch, confinement, stdio, Some(listener.into()))
-                .map_err(|e| TaskError::Internal(format!("starting the guest process: {e}")))
-        })
-        .await?;
+        let listener = blocking(move || listen(&http)).await?;
+        tracing::info!(addr = ?listener.local_addr().ok(), "serving HTTP");
+        // Forked on the executor's thread, which lives as long as the shim:
+        // the guest's parent-death signal follows the thread that forked it.
+        let process = GuestProcess::spawn(launch, confinement, stdio, Some(listener.into()))
+            .map_err(|e| TaskError::Internal(format!("starting the guest process: {e}")))?;
         let process = Arc::new(process);
         process.start().map_err(|e| TaskError::Internal(format!("starting guest {}: {e}", self.guest.id)))?;
         *self.process.lock().unwrap_or_else(|p| p.into_inner()) = Some(process.clone());
