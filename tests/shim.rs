@@ -892,3 +892,16 @@ fn a_detached_guest_outlives_the_thread_that_started_it() {
     let _ = c.ctr().args(["tasks", "delete", &id]).output();
     c.ctr_ok(&["containers", "delete", &id]);
 }
+
+#[test]
+fn a_guest_that_cannot_start_says_why_on_its_stderr() {
+    let c = Containerd::start();
+    let work = tempfile::tempdir().unwrap();
+    let reactor = std::fs::read(wat_guest("add")).unwrap();
+    let image = "docker.io/wasmlet/reactor:latest";
+    c.import(&oci::image_archive(work.path(), image, &[("/add.wasm", &reactor, 0o644)], &["/add.wasm"]));
+    let s = seen(&c.run_rm(&[], image, &unique_id("reactor"), &["/add.wasm"]));
+    assert_eq!(s.code, Some(1), "{s:?}");
+    // What kubectl logs would show, not only the node's containerd log.
+    assert!(s.stderr.contains("wasmlet: ") && s.stderr.contains("exports: answer, add"), "{s:?}");
+}

@@ -2,7 +2,8 @@
 //! launch, build the engine, map the cached code, report ready, wait for
 //! Start, run the guest with synchronous WASI on this thread, report how it
 //! ended and exit with its status. It logs nothing: its stderr is the
-//! guest's; problems go to the shim on the control socket.
+//! guest's, which only says why a guest could not start; problems go to the
+//! shim on the control socket.
 
 use super::protocol::{receive, send, FromGuest, Launch, Serve, ToGuest, CONTROL_FD, LISTENER_FD};
 use std::io::BufReader;
@@ -30,6 +31,7 @@ pub fn main() -> i32 {
     let (runtime, program) = match prepare(&launch) {
         Ok(prepared) => prepared,
         Err(message) => {
+            tell_user(&message);
             let _ = send(&mut to_shim, &FromGuest::Failed(message));
             return 1;
         }
@@ -74,7 +76,10 @@ pub fn main() -> i32 {
                 other => Some(other.to_string()),
             },
         },
-        Err(err) => FromGuest::Failed(err.to_string()),
+        Err(err) => {
+            tell_user(&err.to_string());
+            FromGuest::Failed(err.to_string())
+        }
     };
     let status = match &report {
         FromGuest::Finished { status, .. } => *status as i32,
@@ -106,6 +111,13 @@ fn serve_http(
     server
         .serve_blocking(listener, 1, &stop, |_| crate::signals::forward_to(stop.clone()))
         .map_err(|e| wasmlet_runtime::RunError::Instantiate(format!("serving HTTP: {e}")))
+}
+
+/// Why the guest never ran, on its stderr: the container's log, where
+/// `kubectl logs` and `ctr run` show it (the shim logs it too).
+fn tell_user(message: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "wasmlet: {message}");
 }
 
 fn prepare(launch: &Launch) -> Result<(Runtime, Program), String> {
