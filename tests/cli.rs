@@ -160,7 +160,17 @@ fn network_is_denied_unless_granted() {
 fn proc_exit_status_is_the_process_status() {
     let w = Wasmlet::new();
     // WASI 0.2's `wasi:cli/exit` carries a result: a component can only say 0 or 1.
-    for (p2, code, status) in [(false, 0, 0), (false, 7, 7), (false, 125, 125), (true, 0, 0), (true, 42, 1)] {
+    // A module's exit status is exit(2)'s: 0-255, not only WASI's 0-125.
+    let cases = [
+        (false, 0, 0),
+        (false, 7, 7),
+        (false, 125, 125),
+        (false, 200, 200),
+        (false, 255, 255),
+        (true, 0, 0),
+        (true, 42, 1),
+    ];
+    for (p2, code, status) in cases {
         let exit = guest("exit", p2);
         let s = seen(&w.run(["run", exit.to_str().unwrap(), &code.to_string()]));
         assert_eq!(s.code, Some(status), "p2={p2} {s:?}");

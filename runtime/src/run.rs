@@ -98,8 +98,10 @@ impl Runtime {
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick).context("starting the epoch ticker")?;
         let mut module_linker = wasmtime::Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut module_linker, |s: &mut ModuleState| &mut s.wasi)?;
+        exit_with_any_status(&mut module_linker)?;
         let mut module_linker_sync = wasmtime::Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut module_linker_sync, |s: &mut ModuleState| &mut s.wasi)?;
+        exit_with_any_status(&mut module_linker_sync)?;
         let mut component_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut component_linker)?;
         tracing::debug!(?strategy, cache = %cache.dir().display(), "runtime ready");
@@ -338,6 +340,18 @@ impl Runtime {
         };
         stopped_by_epoch(end, kill)
     }
+}
+
+/// `proc_exit` with any status a process can have, as exit(2) does (the low
+/// 8 bits): wasmtime-wasi traps on 126 and above, which turned a guest's
+/// `exit(200)` into 134.
+fn exit_with_any_status(linker: &mut wasmtime::Linker<ModuleState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    linker.func_wrap("wasi_snapshot_preview1", "proc_exit", |status: i32| -> wasmtime::Result<()> {
+        Err(I32Exit(status & 0xff).into())
+    })?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 /// Resolves when `deadline` (from now) passes; never without one.
