@@ -732,6 +732,25 @@ fn guest_pid(id: &str) -> Option<i32> {
     })
 }
 
+/// The pid of container `id`'s guest process, once it is there.
+fn wait_for_guest(id: &str) -> i32 {
+    for _ in 0..100 {
+        if let Some(pid) = guest_pid(id) {
+            return pid;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no guest process for {id}");
+}
+
+/// SIGKILL container `id` and remove it, once its guest process `pid` is gone.
+fn remove_guest(c: &Containerd, id: &str, pid: i32) {
+    c.ctr_ok(&["tasks", "kill", "--signal", "SIGKILL", id]);
+    wait_gone(pid);
+    let _ = c.ctr().args(["tasks", "delete", id]).output();
+    c.ctr_ok(&["containers", "delete", id]);
+}
+
 /// A line of /proc/PID/status, such as `CapEff`, without its name.
 fn status_field(pid: i32, name: &str) -> String {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -788,14 +807,7 @@ fn the_guest_runs_in_its_own_process_as_the_specs_user_with_its_capabilities_and
     for (run_image, uid, no_caps) in [(user_image, "1000 1000 1000 1000", true), (image, "0 0 0 0", false)] {
         let id = unique_id("creds");
         c.ctr_ok(&["run", "-d", "--runtime", RUNTIME, run_image, id.as_str(), "/sleep.wasm"]);
-        let pid = (0..100)
-            .find_map(|_| {
-                guest_pid(&id).or_else(|| {
-                    std::thread::sleep(Duration::from_millis(50));
-                    None
-                })
-            })
-            .unwrap_or_else(|| panic!("no guest process for {id}"));
+        let pid = wait_for_guest(&id);
         assert_eq!(status_field(pid, "Uid"), uid);
         assert_eq!(status_field(pid, "NoNewPrivs"), "1");
         let effective = u64::from_str_radix(&status_field(pid, "CapEff"), 16).unwrap();
@@ -811,10 +823,7 @@ fn the_guest_runs_in_its_own_process_as_the_specs_user_with_its_capabilities_and
         let nofile =
             limits.lines().find(|l| l.starts_with("Max open files")).unwrap().split_whitespace().collect::<Vec<_>>();
         assert_eq!(&nofile[3..5], ["1024", "1024"], "{limits}");
-        c.ctr_ok(&["tasks", "kill", "--signal", "SIGKILL", &id]);
-        wait_gone(pid);
-        let _ = c.ctr().args(["tasks", "delete", &id]).output();
-        c.ctr_ok(&["containers", "delete", &id]);
+        remove_guest(&c, &id, pid);
     }
 }
 
@@ -875,22 +884,12 @@ fn a_detached_guest_outlives_the_thread_that_started_it() {
     let image = guests_image(&c);
     let id = unique_id("long");
     c.ctr_ok(&["run", "-d", "--runtime", RUNTIME, image, &id, "/sleep.wasm"]);
-    let pid = (0..100)
-        .find_map(|_| {
-            guest_pid(&id).or_else(|| {
-                std::thread::sleep(Duration::from_millis(50));
-                None
-            })
-        })
-        .unwrap_or_else(|| panic!("no guest process for {id}"));
+    let pid = wait_for_guest(&id);
     std::thread::sleep(Duration::from_secs(13));
     assert_eq!(guest_pid(&id), Some(pid), "the guest process died");
     let tasks = c.ctr_ok(&["tasks", "ls"]);
     assert!(tasks.lines().any(|l| l.starts_with(&id) && l.contains("RUNNING")), "{tasks}");
-    c.ctr_ok(&["tasks", "kill", "--signal", "SIGKILL", &id]);
-    wait_gone(pid);
-    let _ = c.ctr().args(["tasks", "delete", &id]).output();
-    c.ctr_ok(&["containers", "delete", &id]);
+    remove_guest(&c, &id, pid);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use containerd_client::services::v1::{GetContainerRequest, GetImageRequest, Read
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::Request;
 use containerd_client::with_namespace;
-use wasmlet_content::{verify as verify_digest, DigestError};
+use wasmlet_content::{verify as verify_digest, Digest, DigestError};
 use wasmlet_oci::format::Packaging;
 use wasmlet_oci::resolve::{resolve, ManifestSource, ResolveError};
 
@@ -86,6 +86,22 @@ impl ContainerdContent {
         Ok(bytes)
     }
 
+    /// Blob `digest` of `image` (`what` in errors), at most `limit` bytes,
+    /// checked against its digest and, when given, its size.
+    async fn read_verified(
+        &self,
+        image: &str,
+        what: &str,
+        digest: &str,
+        limit: u64,
+        size: Option<u64>,
+    ) -> Result<(Vec<u8>, Digest), ContainerdError> {
+        let bytes = self.read(digest, Some(limit)).await?;
+        let verified = verify_digest(what, &bytes, digest, size)
+            .map_err(|source| ContainerdError::Digest { image: image.to_owned(), source })?;
+        Ok((bytes, verified))
+    }
+
     /// The Wasm layer of `container_id`'s image; `None` when the image keeps
     /// its Wasm in the rootfs (or the container has no image).
     pub async fn wasm_for_container(&self, container_id: &str) -> Result<Option<WasmBlob>, ContainerdError> {
@@ -110,17 +126,15 @@ impl ContainerdContent {
             .image
             .and_then(|i| i.target)
             .ok_or_else(|| ContainerdError::Image { image: image.clone(), message: "has no target".into() })?;
-        let top = self.read(&target.digest, Some(MAX_MANIFEST_BYTES)).await?;
-        verify_digest("manifest", &top, &target.digest, Some(target.size as u64))
-            .map_err(|source| ContainerdError::Digest { image: image.clone(), source })?;
+        let (top, _) = self
+            .read_verified(&image, "manifest", &target.digest, MAX_MANIFEST_BYTES, Some(target.size as u64))
+            .await?;
         let source = ImageManifests { content: self, image: &image };
         let resolved = resolve(&source, top).await?;
         match resolved.packaging {
             Packaging::Rootfs => Ok(None),
             Packaging::WasmLayer { media_type, digest, size } => {
-                let bytes = self.read(&digest, Some(size)).await?;
-                let digest = verify_digest("Wasm layer", &bytes, &digest, Some(size))
-                    .map_err(|source| ContainerdError::Digest { image: image.clone(), source })?;
+                let (bytes, digest) = self.read_verified(&image, "Wasm layer", &digest, size, Some(size)).await?;
                 Ok(Some(WasmBlob { image: image.clone(), digest, media_type, bytes }))
             }
         }
@@ -137,9 +151,7 @@ impl ManifestSource for ImageManifests<'_> {
     type Error = ContainerdError;
 
     async fn manifest(&self, digest: &str) -> Result<Vec<u8>, ContainerdError> {
-        let bytes = self.content.read(digest, Some(MAX_MANIFEST_BYTES)).await?;
-        verify_digest("manifest", &bytes, digest, None)
-            .map_err(|source| ContainerdError::Digest { image: self.image.to_owned(), source })?;
+        let (bytes, _) = self.content.read_verified(self.image, "manifest", digest, MAX_MANIFEST_BYTES, None).await?;
         Ok(bytes)
     }
 

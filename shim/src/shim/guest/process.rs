@@ -4,13 +4,13 @@
 use super::protocol::{receive, send, FromGuest, Launch, ToGuest, CONTROL_FD, LISTENER_FD};
 use crate::shim::confine::Confinement;
 use crate::shim::stdio::Stdio;
-use crate::shim::workload::Finished;
+use crate::shim::workload::{Finished, FinishedFuture};
 use std::io::BufReader;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::process::{Child, Command};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use wasmlet_runtime::{StdinSource, StdoutSink};
 
 /// The lowest fd of the guest process's first preopened folder; the rest follow.
@@ -199,6 +199,20 @@ impl GuestProcess {
             },
             _ => Finished::status(255),
         }
+    }
+
+    /// [`GuestProcess::wait`] off the executor, as a workload's `finished`.
+    pub fn finished(self: &Arc<Self>) -> FinishedFuture {
+        let process = self.clone();
+        Box::pin(
+            async move { tokio::task::spawn_blocking(move || process.wait()).await.unwrap_or(Finished::status(255)) },
+        )
+    }
+
+    /// [`GuestProcess::discard`] off the executor.
+    pub async fn discard_off_executor(self: &Arc<Self>) {
+        let process = self.clone();
+        let _ = tokio::task::spawn_blocking(move || process.discard()).await;
     }
 
     /// Kill and reap a process that will not be waited for (never started).

@@ -6,7 +6,7 @@
 //! requests: status 0).
 
 use super::wasm::{guest_memory_cap, WasmGuest};
-use super::{Finished, Started, Workload};
+use super::{Started, Workload};
 use crate::shim::confine::Confinement;
 use crate::shim::guest::protocol::Serve;
 use crate::shim::guest::GuestProcess;
@@ -79,10 +79,7 @@ impl Workload for HttpFunction {
         let process = Arc::new(process);
         process.start().map_err(|e| TaskError::Internal(format!("starting guest {}: {e}", self.guest.id)))?;
         *self.process.lock().unwrap_or_else(|p| p.into_inner()) = Some(process.clone());
-        let finished = Box::pin(async move {
-            tokio::task::spawn_blocking(move || process.wait()).await.unwrap_or(Finished::status(255))
-        });
-        Ok(Started { pid: self.pid, finished })
+        Ok(Started { pid: self.pid, finished: process.finished() })
     }
 
     async fn kill(&self, signal: i32, _all: bool) -> TaskResult<()> {
@@ -95,22 +92,14 @@ impl Workload for HttpFunction {
     async fn stopped(&self) {
         self.guest.discard_prepared();
         if let Some(process) = self.process() {
-            let _ = blocking(move || {
-                process.discard();
-                Ok(())
-            })
-            .await;
+            process.discard_off_executor().await;
         }
         self.guest.output.close().await;
     }
 
     async fn delete(&self) {
         if let Some(process) = self.process() {
-            let _ = blocking(move || {
-                process.discard();
-                Ok(())
-            })
-            .await;
+            process.discard_off_executor().await;
         }
     }
 

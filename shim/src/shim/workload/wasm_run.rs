@@ -6,7 +6,7 @@ use super::wasm::{guest_memory_cap, GuestOutput, WasmGuest};
 use super::{Started, Workload};
 use crate::shim::confine::Confinement;
 use crate::shim::guest::GuestProcess;
-use crate::shim::task::error::{blocking, TaskError, TaskResult};
+use crate::shim::task::error::{TaskError, TaskResult};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -42,11 +42,7 @@ impl Workload for WasmRun {
 
     async fn start(&self) -> TaskResult<Started> {
         self.process.start().map_err(|e| TaskError::Internal(format!("starting guest {}: {e}", self.id)))?;
-        let process = self.process.clone();
-        let finished = Box::pin(async move {
-            tokio::task::spawn_blocking(move || process.wait()).await.unwrap_or(super::Finished::status(255))
-        });
-        Ok(Started { pid: self.pid, finished })
+        Ok(Started { pid: self.pid, finished: self.process.finished() })
     }
 
     async fn kill(&self, signal: i32, _all: bool) -> TaskResult<()> {
@@ -56,22 +52,12 @@ impl Workload for WasmRun {
 
     async fn stopped(&self) {
         // Killed before it started: nothing waits for the process.
-        let process = self.process.clone();
-        let _ = blocking(move || {
-            process.discard();
-            Ok(())
-        })
-        .await;
+        self.process.discard_off_executor().await;
         self.output.close().await;
     }
 
     async fn delete(&self) {
-        let process = self.process.clone();
-        let _ = blocking(move || {
-            process.discard();
-            Ok(())
-        })
-        .await;
+        self.process.discard_off_executor().await;
     }
 
     fn update(&self, resources: &oci_spec::runtime::LinuxResources) {
