@@ -574,6 +574,12 @@ async fn run_as_user_confines_the_guest_to_that_users_files() {
         linux.security_context = Some(LinuxContainerSecurityContext {
             run_as_user: Some(Int64Value { value: 1000 }),
             run_as_group: Some(Int64Value { value: 1000 }),
+            // kubelet's `seccompProfile: RuntimeDefault`: containerd's
+            // default profile in the spec, which the guest process loads.
+            seccomp: Some(SecurityProfile {
+                profile_type: security_profile::ProfileType::RuntimeDefault as i32,
+                localhost_ref: String::new(),
+            }),
             ..Default::default()
         });
         config
@@ -594,4 +600,125 @@ async fn run_as_user_confines_the_guest_to_that_users_files() {
     assert_eq!((made.uid(), made.gid()), (1000, 1000));
     cri.runtime.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
     cri.runtime.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
+}
+
+/// `kubectl run -it`, `kubectl attach` and `kubectl exec -it` on a Linux
+/// sidecar, through containerd's stream server as kubectl reaches it: the
+/// container's own terminal (its size set by the client's resizes, its
+/// stdin read), a streaming exec with a terminal and an exit status, and
+/// one without a terminal whose stdout and stderr stay apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_has_a_terminal_attach_and_streaming_exec() {
+    use wasmlet_tests::streaming::Session;
+    let (c, work) = setup();
+    let image = "docker.io/wasmlet/busybox-links:latest";
+    import_k8s(&c, &oci::busybox_archive(work.path(), image));
+    let mut cri = Cri::connect(&c).await;
+    let logs = work.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let pod_config = Cri::pod_config("tty-pod", &logs);
+    let pod = cri.run_pod(&pod_config, "wasmlet").await;
+    // Waits for the attached client's window size, then for a line.
+    let script = r#"until [ "$(stty size)" = "33 99" ]; do sleep 0.1; done; echo "size=$(stty size)"; read line; echo "got:$line"; exec sleep 3600"#;
+    let mut config = Cri::container_config("shell", 0, image, &["sh", "-c", script], &[], 0);
+    (config.tty, config.stdin) = (true, true);
+    let shell = cri.create_container(&pod, &pod_config, config).await;
+    cri.start_container(&shell).await;
+    cri.wait_state(&shell, ContainerState::ContainerRunning, Duration::from_secs(10)).await;
+
+    let attach = cri
+        .runtime
+        .attach(AttachRequest { container_id: shell.clone(), stdin: true, tty: true, stdout: true, stderr: false })
+        .await
+        .unwrap_or_else(|e| panic!("Attach: {e}"))
+        .into_inner();
+    let mut session = Session::connect(&attach.url);
+    session.resize(99, 33);
+    session.read_until(Duration::from_secs(10), "the container's terminal resized", |s| {
+        s.stdout_text().contains("size=33 99")
+    });
+    session.stdin(b"hello\n");
+    session.read_until(Duration::from_secs(10), "the line typed into the attached terminal", |s| {
+        s.stdout_text().contains("got:hello")
+    });
+    drop(session);
+
+    let exec = cri
+        .runtime
+        .exec(ExecRequest {
+            container_id: shell.clone(),
+            cmd: [
+                "sh",
+                "-c",
+                r#"until [ "$(stty size)" = "45 123" ]; do sleep 0.1; done; echo "exec size=$(stty size)"; exit 7"#,
+            ]
+            .map(String::from)
+            .to_vec(),
+            tty: true,
+            stdin: true,
+            stdout: true,
+            stderr: false,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("Exec: {e}"))
+        .into_inner();
+    let mut session = Session::connect(&exec.url);
+    session.resize(123, 45);
+    session.read_until(Duration::from_secs(15), "the exec's status", |s| s.status.is_some());
+    assert!(session.stdout_text().contains("exec size=45 123"), "{:?}", session.stdout_text());
+    let status = session.status.clone().unwrap();
+    assert!(status.contains("NonZeroExitCode") && status.contains(r#""message":"7""#), "{status}");
+
+    let exec = cri
+        .runtime
+        .exec(ExecRequest {
+            container_id: shell.clone(),
+            cmd: ["sh", "-c", "echo to-out; echo to-err >&2"].map(String::from).to_vec(),
+            tty: false,
+            stdin: false,
+            stdout: true,
+            stderr: true,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("Exec: {e}"))
+        .into_inner();
+    let mut session = Session::connect(&exec.url);
+    session.read_until(Duration::from_secs(15), "the exec's status", |s| s.status.is_some());
+    assert_eq!(
+        (session.stdout_text().as_str(), String::from_utf8_lossy(&session.stderr).as_ref()),
+        ("to-out\n", "to-err\n")
+    );
+    assert!(session.status.as_deref().unwrap().contains(r#""status":"Success""#), "{:?}", session.status);
+
+    // The container's log holds what its terminal showed.
+    let log = log_lines(&logs.join("shell_0.log"));
+    assert!(log.iter().any(|l| l.contains("size=33 99")), "{log:?}");
+    cri.remove_pod(&pod).await;
+    let tasks =
+        String::from_utf8_lossy(&c.ctr_in("k8s.io").args(["tasks", "ls"]).output().unwrap().stdout).into_owned();
+    assert!(!tasks.contains(&shell), "tasks leaked: {tasks}");
+}
+
+/// A pod's `wasmlet.io/*` annotations reach the shim (the runtime's
+/// `pod_annotations`, as `wasmlet node-install` writes it): an invalid
+/// compile budget fails StartContainer (the shim's Create) naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_annotations_reach_the_shim() {
+    let (c, work) = setup();
+    let mut cri = Cri::connect(&c).await;
+    let logs = work.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut pod_config = Cri::pod_config("annotated-pod", &logs);
+    pod_config.annotations.insert("wasmlet.io/compile-timeout".into(), "0s".into());
+    let pod = cri.run_pod(&pod_config, "wasmlet").await;
+    let hello = cri
+        .create_container(&pod, &pod_config, Cri::container_config("hello", 0, IMAGE, &["/hello.wasm"], &[], 0))
+        .await;
+    let err = cri
+        .runtime
+        .start_container(StartContainerRequest { container_id: hello.clone() })
+        .await
+        .expect_err("an invalid compile budget");
+    assert!(err.message().contains("wasmlet.io/compile-timeout=`0s`"), "{err:?}");
+    cri.remove_pod(&pod).await;
 }

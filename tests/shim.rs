@@ -88,6 +88,22 @@ fn args_env_cwd_and_rootfs_reach_the_guest() {
     assert_eq!((s.code, s.stdout.as_str()), (Some(0), "hello from the image\n\n"), "{s:?}");
 }
 
+/// The spec as runc honours it: a bind mount whose source is missing fails
+/// the run naming it (writes must not land in the throwaway rootfs), and a
+/// cwd missing from the image is created, as runc's init creates it.
+#[test]
+fn a_missing_mount_source_fails_and_a_missing_cwd_is_created() {
+    let c = Containerd::start();
+    let image = guests_image(&c);
+    let missing = format!("/nonexistent-wasmlet-{}", std::process::id());
+    let mount = format!("type=bind,src={missing},dst=/data,options=rbind");
+    let s = seen(&c.run_rm(&["--mount", &mount], image, &unique_id("nosrc"), &["/hello.wasm"]));
+    assert_ne!(s.code, Some(0), "{s:?}");
+    assert!(s.stderr.contains(&format!("error mounting `{missing}` to rootfs at `/data`")), "{s:?}");
+    let s = seen(&c.run_rm(&["--cwd", "/made/here"], image, &unique_id("cwd"), &["/files.wasm", "write", "note", "x"]));
+    assert_eq!((s.code, s.stdout.as_str()), (Some(0), "wrote note\n"), "{s:?}");
+}
+
 #[test]
 fn stdin_and_stdout_carry_bytes_exactly() {
     let c = Containerd::start();
@@ -367,8 +383,13 @@ fn exec_and_unsupported_calls_name_what_is_unsupported() {
     c.ctr_ok(&["containers", "delete", &id]);
 }
 
+/// 500 `ctr run --rm` of hello, 10 at a time as a busy node starts pods:
+/// every one prints its whole output and exits 0 (runc's shim loses none),
+/// and nothing is left behind: mounts, cgroups, shims, containerd's fds.
 #[test]
-fn soak_200_runs_leak_nothing() {
+fn five_hundred_parallel_runs_lose_no_output_and_leak_nothing() {
+    const RUNS: usize = 500;
+    const AT_ONCE: usize = 10;
     let c = Containerd::start();
     let image = guests_image(&c);
     // Warm up once, then measure.
@@ -378,13 +399,27 @@ fn soak_200_runs_leak_nothing() {
     // Other tests run beside this one: look only for what the soak made.
     let tag = format!("soak-{}-", std::process::id());
     let fds0 = fds();
-    for i in 0..200 {
-        let id = unique_id("soak");
-        let cgroup = format!("/wasmlet-test/{id}");
-        let out = c.run_rm(&["--cgroup", &cgroup], image, &id, &[]);
-        assert_eq!(out.status.code(), Some(0), "run {i}: {}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(out.stdout, b"hello from wasmlet\n", "run {i}");
-    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..AT_ONCE)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut failed = Vec::new();
+                    while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < RUNS {
+                        let id = unique_id("soak");
+                        let cgroup = format!("/wasmlet-test/{id}");
+                        let out = c.run_rm(&["--cgroup", &cgroup], image, &id, &[]);
+                        if out.status.code() != Some(0) || out.stdout != b"hello from wasmlet\n" {
+                            failed.push(format!("{id}: {:?}", seen(&out)));
+                        }
+                    }
+                    failed
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    assert!(failures.is_empty(), "{} of {RUNS} runs lost output or failed:\n{}", failures.len(), failures.join("\n"));
     std::thread::sleep(Duration::from_millis(500));
     assert!(fds() <= fds0 + 2, "containerd fds grew {fds0} -> {}", fds());
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
@@ -810,6 +845,8 @@ fn the_guest_runs_in_its_own_process_as_the_specs_user_with_its_capabilities_and
         let pid = wait_for_guest(&id);
         assert_eq!(status_field(pid, "Uid"), uid);
         assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+        // A seccomp filter (wasmlet's allowlist: ctr's spec names none).
+        assert_eq!((status_field(pid, "Seccomp"), status_field(pid, "Seccomp_filters")), ("2".into(), "1".into()));
         let effective = u64::from_str_radix(&status_field(pid, "CapEff"), 16).unwrap();
         let bounding = u64::from_str_radix(&status_field(pid, "CapBnd"), 16).unwrap();
         let shim = u64::from_str_radix(&status_field(std::process::id() as i32, "CapBnd"), 16).unwrap();
@@ -903,4 +940,82 @@ fn a_guest_that_cannot_start_says_why_on_its_stderr() {
     assert_eq!(s.code, Some(1), "{s:?}");
     // What kubectl logs would show, not only the node's containerd log.
     assert!(s.stderr.contains("wasmlet: ") && s.stderr.contains("exports: answer, add"), "{s:?}");
+}
+
+/// A module whose compilation takes ~175 MiB and ~3 s here: loops that
+/// each rewrite 1,000 locals, all live across every loop header (block
+/// parameters for the register allocator). `seed` makes its digest new.
+fn heavy_module(seed: u64) -> Vec<u8> {
+    const LOCALS: usize = 1000;
+    const LOOPS: usize = 60;
+    let mut wat = format!("(module (global (export \"seed\") i64 (i64.const {seed})) (func (export \"_start\")");
+    wat.push_str(&" (local i64)".repeat(LOCALS));
+    for m in 0..LOOPS {
+        wat.push_str(" (loop");
+        for i in 0..LOCALS {
+            let (a, b) = ((i + m) % LOCALS, (i * 7 + 1) % LOCALS);
+            wat.push_str(&format!(" (local.set {i} (i64.add (local.get {a}) (local.get {b})))"));
+        }
+        wat.push_str(&format!(" (br_if 0 (i64.eqz (local.get {}))))", m % LOCALS));
+    }
+    wat.push_str("))");
+    wat::parse_str(&wat).unwrap()
+}
+
+/// A fresh hello: writes "small\n"; `seed` makes its digest new.
+fn small_module(seed: u64) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+           (memory (export "memory") 1) (data (i32.const 16) "small\n")
+           (global (export "seed") i64 (i64.const {seed}))
+           (func (export "_start") (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 6))
+             (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#
+    ))
+    .unwrap()
+}
+
+/// Whether the node's compile cache holds an entry for these bytes.
+fn cached(bytes: &[u8]) -> bool {
+    let digest = oci::sha256(bytes);
+    let hex = digest.trim_start_matches("sha256:");
+    std::fs::read_dir("/var/lib/wasmlet/cache")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|engine| ["cwasm", "sum"].iter().any(|ext| engine.path().join(format!("{hex}.{ext}")).exists()))
+}
+
+/// Compilation is held to its budget (a module once took 51.8 s and
+/// 1.39 GB): over the memory or time budget, or out of the container's own
+/// memory, the run fails naming the cause, the shim is not the process
+/// the OOM killer takes, and nothing is cached; within budget it runs.
+#[test]
+fn compiling_is_held_to_its_budget_and_nothing_over_it_is_cached() {
+    let c = Containerd::start();
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let (heavy, small) = (heavy_module(seed), small_module(seed));
+    let image = "docker.io/wasmlet/compile-budget:latest";
+    let out = tempfile::tempdir().unwrap();
+    let files: [(&str, &[u8], u32); 2] = [("/heavy.wasm", &heavy, 0o644), ("/small.wasm", &small, 0o644)];
+    c.import(&oci::image_archive(out.path(), image, &files, &["/small.wasm"]));
+
+    let cases = [
+        (
+            vec!["--annotation", "wasmlet.io/compile-memory=64Mi"],
+            "compiling needed more than its memory budget of 64 MiB",
+        ),
+        (vec!["--annotation", "wasmlet.io/compile-timeout=100ms"], "compiling took longer than its 100ms budget"),
+        (vec!["--memory-limit", "67108864"], "the compiler was killed by SIGKILL (by the kernel's OOM killer"),
+    ];
+    for (flags, want) in cases {
+        let s = seen(&c.run_rm(&flags, image, &unique_id("heavy"), &["/heavy.wasm"]));
+        assert!(s.code != Some(0) && s.stderr.contains(want), "{flags:?}: want `{want}`\n{s:?}\n{}", c.log());
+        assert!(s.stderr.contains("/heavy.wasm"), "the error names the Wasm: {s:?}");
+        assert!(!cached(&heavy), "{flags:?}: an over-budget compilation was cached");
+    }
+    let s = seen(&c.run_rm(&["--annotation", "wasmlet.io/compile-memory=64Mi"], image, &unique_id("small"), &[]));
+    assert_eq!((s.code, s.stdout.as_str()), (Some(0), "small\n"), "{s:?}");
+    assert!(cached(&small), "a compilation within budget is cached");
+    let s = seen(&c.run_rm(&["--annotation", "wasmlet.io/compile-timeout=0s"], image, &unique_id("bad"), &[]));
+    assert!(s.code != Some(0) && s.stderr.contains("wasmlet.io/compile-timeout"), "{s:?}");
 }

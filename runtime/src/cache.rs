@@ -120,6 +120,7 @@ impl CompileCache {
         bytes: &[u8],
         component: bool,
         what: &str,
+        how: crate::compile::Compile,
     ) -> Result<(Compiled, CacheOutcome), LoadError> {
         // Fast path without the lock: the common case on a warm node.
         if let Ok(Some(compiled)) = self.try_load(engine, digest, component) {
@@ -132,8 +133,7 @@ impl CompileCache {
             Err(Corrupt(why)) => self.evict(digest, &why)?,
         }
         let started = std::time::Instant::now();
-        let code = if component { engine.precompile_component(bytes) } else { engine.precompile_module(bytes) }
-            .map_err(|err| LoadError::Invalid { what: what.to_owned(), message: format!("{err:#}") })?;
+        let code = crate::compile::precompile(engine, bytes, component, what, how)?;
         self.store(digest, &code)?;
         self.counters.compiled.fetch_add(1, Ordering::Relaxed);
         tracing::info!(

@@ -23,6 +23,10 @@ pub enum LoadError {
     PrecompiledNotAllowed { what: String },
     #[error("precompiled artifact {what} is not compatible with this engine: {message}")]
     IncompatiblePrecompiled { what: String, message: String },
+    #[error("compiling {what}: {why}")]
+    Compile { what: String, why: String },
+    #[error("{what}: {reason}")]
+    OverBudget { what: String, reason: crate::compile::OverBudget },
     #[error(transparent)]
     Cache(#[from] CacheError),
 }

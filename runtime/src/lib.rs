@@ -14,6 +14,7 @@
 mod blocking;
 mod cache;
 mod capabilities;
+pub mod compile;
 mod config;
 mod digest;
 mod engine;
@@ -32,6 +33,7 @@ mod ticker;
 pub use blocking::STOP_GRACE;
 pub use cache::{CacheOutcome, CacheStats, CompileCache};
 pub use capabilities::{Capabilities, Preopen, StdinSource, StdoutSink};
+pub use compile::{Compile, CompileBudget, OverBudget};
 pub use config::{PoolConfig, RuntimeConfig};
 pub use digest::Digest;
 pub use engine::AllocationStrategy;

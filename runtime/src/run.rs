@@ -2,6 +2,7 @@
 
 use crate::cache::{CacheOutcome, CompileCache};
 use crate::capabilities::Capabilities;
+use crate::compile::Compile;
 use crate::config::RuntimeConfig;
 use crate::digest::Digest;
 use crate::engine::{build_engine, AllocationStrategy};
@@ -141,12 +142,29 @@ impl Runtime {
         self.load_bytes(&bytes, &what, allow_precompiled)
     }
 
+    /// [`Runtime::load_file`] of Wasm (never a precompiled artifact) that,
+    /// when not cached, is compiled as `how` says (e.g. within a budget).
+    pub fn load_file_compiling(&self, path: &Path, how: Compile) -> Result<(Program, CacheOutcome), LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        self.load_bytes_compiling(&bytes, &path.display().to_string(), false, how)
+    }
+
     /// Load Wasm from memory (see [`Runtime::load_file`]); `what` names it in errors.
     pub fn load_bytes(
         &self,
         bytes: &[u8],
         what: &str,
         allow_precompiled: bool,
+    ) -> Result<(Program, CacheOutcome), LoadError> {
+        self.load_bytes_compiling(bytes, what, allow_precompiled, Compile::InProcess)
+    }
+
+    fn load_bytes_compiling(
+        &self,
+        bytes: &[u8],
+        what: &str,
+        allow_precompiled: bool,
+        how: Compile,
     ) -> Result<(Program, CacheOutcome), LoadError> {
         let format = WasmFormat::detect(bytes).ok_or_else(|| LoadError::NotWasm {
             what: what.to_owned(),
@@ -155,14 +173,14 @@ impl Runtime {
         match format {
             WasmFormat::Module | WasmFormat::Component => {
                 let digest = Digest::of(bytes);
-                self.load_binary(bytes, digest, format == WasmFormat::Component, what)
+                self.load_binary(bytes, digest, format == WasmFormat::Component, what, how)
             }
             WasmFormat::Text => {
                 let binary = wat::parse_bytes(bytes)
                     .map_err(|e| LoadError::InvalidText { what: what.to_owned(), message: e.to_string() })?;
                 let digest = Digest::of(&binary);
                 let component = WasmFormat::detect(&binary) == Some(WasmFormat::Component);
-                self.load_binary(&binary, digest, component, what)
+                self.load_binary(&binary, digest, component, what, how)
             }
             WasmFormat::PrecompiledModule | WasmFormat::PrecompiledComponent if !allow_precompiled => {
                 Err(LoadError::PrecompiledNotAllowed { what: what.to_owned() })
@@ -192,9 +210,20 @@ impl Runtime {
         digest: Digest,
         what: &str,
     ) -> Result<(Program, CacheOutcome), LoadError> {
+        self.load_verified_compiling(bytes, digest, what, Compile::InProcess)
+    }
+
+    /// [`Runtime::load_verified`], compiling as `how` says when not cached.
+    pub fn load_verified_compiling(
+        &self,
+        bytes: &[u8],
+        digest: Digest,
+        what: &str,
+        how: Compile,
+    ) -> Result<(Program, CacheOutcome), LoadError> {
         match WasmFormat::detect(bytes) {
-            Some(WasmFormat::Module) => self.load_binary(bytes, digest, false, what),
-            Some(WasmFormat::Component) => self.load_binary(bytes, digest, true, what),
+            Some(WasmFormat::Module) => self.load_binary(bytes, digest, false, what, how),
+            Some(WasmFormat::Component) => self.load_binary(bytes, digest, true, what, how),
             _ => Err(LoadError::NotWasm { what: what.to_owned(), magic: bytes.iter().take(8).copied().collect() }),
         }
     }
@@ -231,11 +260,12 @@ impl Runtime {
         digest: Digest,
         component: bool,
         what: &str,
+        how: Compile,
     ) -> Result<(Program, CacheOutcome), LoadError> {
         if let Some(program) = self.programs_lock().get(&digest) {
             return Ok((program.clone(), CacheOutcome::Memory));
         }
-        let (compiled, outcome) = self.cache.load_or_compile(&self.engine, &digest, bytes, component, what)?;
+        let (compiled, outcome) = self.cache.load_or_compile(&self.engine, &digest, bytes, component, what, how)?;
         let program = Program::new(&self.engine, digest, compiled);
         self.programs_lock().insert(digest, program.clone());
         Ok((program, outcome))

@@ -8,6 +8,7 @@ pub mod oci;
 pub mod pki;
 pub mod procfs;
 pub mod registry;
+pub mod streaming;
 pub mod token;
 
 use std::path::PathBuf;

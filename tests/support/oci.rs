@@ -32,7 +32,7 @@ pub fn image_archive(out: &Path, name: &str, files: &[(&str, &[u8], u32)], entry
 pub fn busybox_archive(out: &Path, name: &str) -> PathBuf {
     let busybox = std::fs::read("/bin/busybox").expect("busybox-static (scripts/install-deps)");
     let names: Vec<String> =
-        ["sh", "sleep", "wget", "cat", "echo", "readlink", "hostname", "ip", "ipcs", "top", "ps", "head", "tr"]
+        ["sh", "sleep", "wget", "cat", "echo", "readlink", "hostname", "ip", "ipcs", "top", "ps", "head", "tr", "stty"]
             .iter()
             .map(|tool| format!("/bin/{tool}"))
             .collect();

@@ -169,6 +169,9 @@ fn read_if_present(path: &Path) -> Result<Option<String>, String> {
     }
 }
 
+/// The pod annotations containerd's CRI hands to wasmlet's shim.
+const POD_ANNOTATIONS: &str = "wasmlet.io/*";
+
 /// K3s's containerd template with the wasmlet runtime: K3s's own `base`
 /// template, then the runtime's table. Go template text is not TOML, so an
 /// existing template is only appended to, once.
@@ -179,7 +182,7 @@ pub fn k3s_template(existing: Option<&str>, version: i64, handler: &str, shim_pa
         format!("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.\"{handler}\"]")
     };
     let block = format!(
-        "\n# wasmlet (wasmlet node-install)\n{header}\n  runtime_type = \"{RUNTIME_TYPE}\"\n  runtime_path = \"{}\"\n",
+        "\n# wasmlet (wasmlet node-install)\n{header}\n  runtime_type = \"{RUNTIME_TYPE}\"\n  runtime_path = \"{}\"\n  pod_annotations = [\"{POD_ANNOTATIONS}\"]\n",
         shim_path.display()
     );
     match existing {
@@ -252,6 +255,18 @@ pub fn configure(text: &str, handler: &str, wasmlet_bin: &Path, shim_path: Optio
     if runtime.get("runtime_type").and_then(Item::as_str) != Some(RUNTIME_TYPE) {
         runtime["runtime_type"] = value(RUNTIME_TYPE);
     }
+    // Kubernetes passes a pod's annotations to the runtime only when its
+    // config names them: wasmlet's (`wasmlet.io/network`, the HTTP and
+    // compile settings) must reach the shim.
+    let passes_ours = runtime
+        .get("pod_annotations")
+        .and_then(Item::as_array)
+        .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(POD_ANNOTATIONS)));
+    if !passes_ours {
+        let mut annotations = runtime.get("pod_annotations").and_then(Item::as_array).cloned().unwrap_or_default();
+        annotations.push(POD_ANNOTATIONS);
+        runtime["pod_annotations"] = value(annotations);
+    }
     if let Some(shim) = shim_path.map(|p| p.display().to_string()) {
         if runtime.get("runtime_path").and_then(Item::as_str) != Some(shim.as_str()) {
             runtime["runtime_path"] = value(shim);
@@ -303,6 +318,8 @@ mod tests {
         let doc: toml_edit::DocumentMut = once.parse().unwrap();
         let runtimes = &doc["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"];
         assert_eq!(runtimes["wasmlet"]["runtime_type"].as_str(), Some("io.containerd.wasmlet.v1"));
+        assert_eq!(runtimes["wasmlet"]["pod_annotations"].as_array().map(|a| a.len()), Some(1));
+        assert_eq!(runtimes["wasmlet"]["pod_annotations"][0].as_str(), Some("wasmlet.io/*"));
         assert_eq!(runtimes["runc"]["options"]["SystemdCgroup"].as_bool(), Some(true));
         assert_eq!(
             doc["stream_processors"]["io.containerd.wasmlet.wasm-layer"]["path"].as_str(),

@@ -1,5 +1,6 @@
 //! The shim binary's actions: `-v`, `-info`, `start`, `delete`, (no
-//! action) the long-running daemon, and `guest`, a container's guest process.
+//! action) the long-running daemon, `guest`, a container's guest process,
+//! and `compile-worker`, a compilation held to its budget.
 
 use super::{cgroup, daemon, handshake, RUNTIME_TYPE};
 use anyhow::Context as _;
@@ -14,6 +15,10 @@ pub fn main() -> i32 {
     // The guest's own process (`guest`), started by this shim's daemon.
     if args.get(1).is_some_and(|a| a == super::guest::process::GUEST_ACTION) {
         return super::guest::main();
+    }
+    // A compilation the daemon runs within its budget (wasmlet_runtime::compile).
+    if args.get(1).is_some_and(|a| a == wasmlet_runtime::compile::WORKER_ACTION) {
+        return wasmlet_runtime::compile::worker_main(&args.get(2).map(|k| k.to_string_lossy()).unwrap_or_default());
     }
     let flags = match containerd_shim::parse(&args[1..]) {
         Ok(flags) => flags,

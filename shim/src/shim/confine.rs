@@ -1,5 +1,6 @@
 //! What the process that runs a container's guest code may do: the OCI
-//! spec's `process.user`, capabilities, `noNewPrivileges` and rlimits, and
+//! spec's `process.user`, capabilities, `noNewPrivileges`, rlimits and
+//! seccomp profile (wasmlet's own allowlist without one, see `seccomp`), and
 //! the pod's IPC and UTS namespaces, read from the spec ([`Confinement::from_spec`])
 //! and applied in a forked child before it execs ([`Confinement::apply`]),
 //! in the order runc applies them.
@@ -104,6 +105,8 @@ pub enum ConfineError {
     UnknownRlimit(String),
     #[error("opening the pod's {what} namespace {path}: {source}")]
     Namespace { what: &'static str, path: String, source: std::io::Error },
+    #[error(transparent)]
+    Seccomp(#[from] crate::shim::seccomp::SeccompError),
 }
 
 /// What the guest's process gets, all decided before the fork.
@@ -121,6 +124,8 @@ pub struct Confinement {
     namespaces: Vec<(libc::c_int, OwnedFd)>,
     /// The highest capability number this kernel knows.
     last_cap: u32,
+    /// The spec's seccomp profile (or wasmlet's allowlist), compiled.
+    seccomp: crate::shim::seccomp::SeccompFilter,
     /// What the guest can name through its preopens (set by the caller,
     /// which knows them).
     pub fs_view: crate::shim::fs_view::FsView,
@@ -209,19 +214,22 @@ impl Confinement {
             rlimits,
             namespaces,
             last_cap,
+            seccomp: crate::shim::seccomp::SeccompFilter::for_spec(linux.and_then(|l| l.seccomp().as_ref()))?,
             fs_view: Default::default(),
         })
     }
 
     /// Apply it to the calling process: namespaces, rlimits, the bounding
-    /// set, then identity, capabilities, no_new_privs and umask, as runc
-    /// does. Meant for a forked child before it execs: only raw syscalls,
+    /// set, then identity, capabilities, no_new_privs, umask and seccomp, as
+    /// runc does: without no_new_privs the filter is loaded while the
+    /// process still has CAP_SYS_ADMIN, before the identity change (so the
+    /// filter must allow those calls); with it, last, right before exec. Meant for a forked child before it execs: only raw syscalls,
     /// no allocation.
     ///
     /// # Safety
     /// Call only in a child between fork and exec (it changes the whole
     /// process's credentials).
-    pub unsafe fn apply(&self) -> std::io::Result<()> {
+    pub unsafe fn apply(&mut self) -> std::io::Result<()> {
         let check = |r: libc::c_int| if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) };
         // SAFETY: plain syscalls on values we own; the caller guarantees a
         // single-threaded child about to exec.
@@ -241,6 +249,9 @@ impl Confinement {
             // Keep the permitted set across the uid change; the capset below
             // then sets exactly the spec's.
             check(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0))?;
+            if !self.no_new_privileges {
+                self.seccomp.load()?;
+            }
             check(libc::setgroups(self.additional_gids.len(), self.additional_gids.as_ptr()))?;
             check(libc::setresgid(self.gid, self.gid, self.gid))?;
             check(libc::setresuid(self.uid, self.uid, self.uid))?;
@@ -259,6 +270,9 @@ impl Confinement {
             // forked this child: spawn from a thread that lives as long as
             // the shim.)
             check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
+            if self.no_new_privileges {
+                self.seccomp.load()?;
+            }
         }
         Ok(())
     }

@@ -5,19 +5,15 @@
 //! own `runc run`. Wasm containers have no other processes: exec is refused
 //! for them.
 //!
-//! With a terminal (`kubectl exec -it`), runc in the foreground (`--tty`)
-//! makes the container's pty and copies it to and from its own stdio, which
-//! are containerd's FIFOs. runc's stderr is a pty of the shim's: runc takes
-//! it for the "host console" whose size it copies onto the container's pty
-//! on SIGWINCH, so ResizePty sets that pty's size and signals runc, as a
-//! user's terminal would. (runc's `--console-socket` needs a detached runc,
-//! whose process would not be the shim's child.)
+//! With a terminal (`kubectl exec -it`), runc runs with `--tty` and a
+//! [`HostConsole`] as its stderr (see `console`).
 
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::Mutex;
 use tokio::sync::watch;
 
+use super::console::HostConsole;
 use super::task::Exit;
 
 #[derive(Debug)]
@@ -30,8 +26,8 @@ pub struct ExecProcess {
     pid: std::sync::atomic::AtomicU32,
     exit: watch::Sender<Option<Exit>>,
     terminal: bool,
-    /// The master end of the pty runc takes for its host console.
-    console: Mutex<Option<std::sync::Arc<std::fs::File>>>,
+    /// The pty runc takes for its host console (with a terminal).
+    console: Mutex<Option<HostConsole>>,
 }
 
 impl ExecProcess {
@@ -69,12 +65,11 @@ impl ExecProcess {
         command.arg("exec").arg("--process").arg(&self.process_file);
         command.stdin(super::runc::fifo(&self.stdio.0, false)?).stdout(super::runc::fifo(&self.stdio.1, true)?);
         if self.terminal {
-            let (master, slave) = open_pty()?;
+            let (console, slave) = HostConsole::open()?;
             command.arg("--tty").stderr(slave);
             // runc's own messages land on this pty: pass them on.
-            let master = std::sync::Arc::new(master);
-            drain_to(&master, &self.stdio.1);
-            *self.console.lock().unwrap_or_else(|p| p.into_inner()) = Some(master);
+            console.relay_to(&self.stdio.1);
+            *self.console.lock().unwrap_or_else(|p| p.into_inner()) = Some(console);
         } else {
             command.stderr(super::runc::fifo(&self.stdio.2, true)?);
         }
@@ -120,18 +115,10 @@ impl ExecProcess {
         let Some(console) = console else {
             return Err(format!("exec {} has no terminal", self.exec_id));
         };
-        let size = libc::winsize {
-            ws_row: height.min(u16::MAX as u32) as u16,
-            ws_col: width.min(u16::MAX as u32) as u16,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ on the pty master we own, with a valid winsize.
-        if unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&*console), libc::TIOCSWINSZ, &size) } != 0 {
-            return Err(format!("resizing the terminal: {}", std::io::Error::last_os_error()));
+        if self.exited().is_some() {
+            return Err(format!("exec {} is not running", self.exec_id));
         }
-        // runc copies the new size onto the container's pty on SIGWINCH.
-        self.signal(libc::SIGWINCH)
+        console.resize(width, height, self.pid())
     }
 
     /// Signal the process: runc, in the foreground, forwards it.
@@ -152,38 +139,4 @@ impl Drop for ExecProcess {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.process_file);
     }
-}
-
-/// A new pty: (master, slave), both close-on-exec (the slave is dup'd
-/// onto the child's stderr).
-fn open_pty() -> Result<(std::fs::File, std::fs::File), String> {
-    use std::os::fd::FromRawFd as _;
-    let (mut master, mut slave) = (-1, -1);
-    // SAFETY: openpty fills two new descriptors we then own.
-    let rc =
-        unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
-    if rc != 0 {
-        return Err(format!("allocating a pty: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: both are ours; FD_CLOEXEC keeps them out of other children.
-    unsafe {
-        libc::fcntl(master, libc::F_SETFD, libc::FD_CLOEXEC);
-        libc::fcntl(slave, libc::F_SETFD, libc::FD_CLOEXEC);
-        Ok((std::fs::File::from_raw_fd(master), std::fs::File::from_raw_fd(slave)))
-    }
-}
-
-/// Copy what arrives on the pty `master` into the FIFO at `path`.
-fn drain_to(master: &std::sync::Arc<std::fs::File>, path: &str) {
-    let (master, path) = (master.clone(), path.to_owned());
-    let _ = std::thread::Builder::new().name("wasmlet-tty".into()).spawn(move || {
-        let mut out = std::fs::OpenOptions::new().write(true).open(&path).ok();
-        let mut buf = [0u8; 4096];
-        // Ends with EIO once runc, the slave's only user, has exited.
-        while let Ok(n @ 1..) = std::io::Read::read(&mut &*master, &mut buf) {
-            if let Some(out) = out.as_mut() {
-                let _ = std::io::Write::write_all(out, &buf[..n]);
-            }
-        }
-    });
 }

@@ -62,6 +62,7 @@
 mod bootstrap;
 mod cgroup;
 mod confine;
+mod console;
 mod content;
 mod daemon;
 mod events;
@@ -73,6 +74,7 @@ mod netns;
 mod rootfs;
 mod runc;
 mod sandbox;
+mod seccomp;
 mod spec;
 mod stdio;
 mod task;

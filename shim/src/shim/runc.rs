@@ -5,7 +5,10 @@
 //! returns once `runc state` says the container runs; an exit with the
 //! cgroup's `oom_kill` count raised is reported as an OOM (TaskOOM). The shim
 //! leaves the container's cgroup first: runc owns it, and freezes it to kill.
+//! A container with a terminal (CRI `tty: true`, `kubectl run -it`) gets a
+//! [`HostConsole`] as runc's stderr, as an exec with a terminal does.
 
+use super::console::HostConsole;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -23,6 +26,12 @@ pub struct RuncContainer {
     child: std::sync::Mutex<Option<std::process::Child>>,
     /// The container's cgroup (the spec's `linux.cgroupsPath`), for OOM kills.
     cgroups_path: Option<String>,
+    /// Whether the spec asks for a terminal (`process.terminal`).
+    terminal: bool,
+    /// The pty runc takes for its host console, once started with a terminal.
+    console: std::sync::Mutex<Option<HostConsole>>,
+    /// `runc run`'s pid once started; 0 before and once reaped.
+    runc_pid: std::sync::atomic::AtomicU32,
 }
 
 /// Whether this spec runs a native program, as runc would find it: argv\[0\]
@@ -80,6 +89,7 @@ impl RuncContainer {
         bundle: &Path,
         stdio: (&str, &str, &str),
         cgroups_path: Option<String>,
+        terminal: bool,
     ) -> Result<Self, String> {
         std::fs::create_dir_all(RUNC_ROOT).map_err(|e| format!("creating {RUNC_ROOT}: {e}"))?;
         Ok(Self {
@@ -88,6 +98,9 @@ impl RuncContainer {
             stdio: (stdio.0.to_owned(), stdio.1.to_owned(), stdio.2.to_owned()),
             child: std::sync::Mutex::new(None),
             cgroups_path,
+            terminal,
+            console: std::sync::Mutex::new(None),
+            runc_pid: std::sync::atomic::AtomicU32::new(0),
         })
     }
 
@@ -111,9 +124,18 @@ impl RuncContainer {
             .arg(&self.bundle)
             .arg(&self.id)
             .stdin(fifo(&self.stdio.0, false)?)
-            .stdout(fifo(&self.stdio.1, true)?)
-            .stderr(fifo(&self.stdio.2, true)?);
+            .stdout(fifo(&self.stdio.1, true)?);
+        if self.terminal {
+            // With a terminal there is no stderr FIFO (containerd sends none).
+            let (console, slave) = HostConsole::open()?;
+            command.stderr(slave);
+            console.relay_to(&self.stdio.1);
+            *self.console.lock().unwrap_or_else(|p| p.into_inner()) = Some(console);
+        } else {
+            command.stderr(fifo(&self.stdio.2, true)?);
+        }
         let child = command.spawn().map_err(|e| format!("running runc run: {e} (is runc installed?)"))?;
+        self.runc_pid.store(child.id(), std::sync::atomic::Ordering::SeqCst);
         *self.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
         let started = std::time::Instant::now();
         loop {
@@ -146,6 +168,18 @@ impl RuncContainer {
         state.get("status")?.as_str().map(str::to_owned)
     }
 
+    /// Set the container's terminal size (ResizePty). Like runc's shim, a
+    /// container without a terminal ignores it.
+    pub fn resize(&self, width: u32, height: u32) -> Result<(), String> {
+        let console = self.console.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let runc_pid = self.runc_pid.load(std::sync::atomic::Ordering::SeqCst);
+        match console {
+            // Not yet started or already reaped: nothing to resize.
+            Some(console) if runc_pid != 0 => console.resize(width, height, runc_pid),
+            _ => Ok(()),
+        }
+    }
+
     pub fn kill(&self, signal: i32, all: bool) -> Result<(), String> {
         let mut command = runc();
         command.arg("kill");
@@ -162,7 +196,9 @@ impl RuncContainer {
         let Some(mut child) = child else {
             return 255;
         };
-        exit_status(child.wait())
+        let status = exit_status(child.wait());
+        self.runc_pid.store(0, std::sync::atomic::Ordering::SeqCst);
+        status
     }
 
     pub fn delete(&self) {

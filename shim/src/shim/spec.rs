@@ -2,10 +2,15 @@
 //!
 //! - `process.args[0]` names the Wasm inside the rootfs (`/app.wasm`);
 //!   `path#export` invokes a named export instead of `_start`.
-//! - `process.args`, `process.env`, `process.cwd` pass through.
+//! - `process.args`, `process.env`, `process.cwd` pass through. As runc
+//!   does, a cwd missing from the container's filesystem is created (owned
+//!   by root, 0755) inside the rootfs or the volume it lies in; one that is
+//!   relative or cannot be a directory fails Create.
 //! - The rootfs is preopened as `/` (read-only when `root.readonly`), and each
 //!   bind mount of a directory as its destination (read-only with `ro`).
 //!   Nothing else is granted: no proc, sys, dev, tmpfs or file bind mounts.
+//!   A bind mount whose source does not exist fails Create, as under runc
+//!   (writes must never land in the throwaway rootfs instead).
 //! - Network: only with the annotation `wasmlet.io/network=allow`, or when
 //!   the spec has no network namespace (a host-network pod).
 //! - HTTP functions (`wasi:http/proxy` components) listen on `$PORT` from the
@@ -14,6 +19,10 @@
 //!   or `127.0.0.1:9000`). `wasmlet.io/http-timeout` (e.g. `10s`, default
 //!   30s), `wasmlet.io/http-max-in-flight` and `wasmlet.io/http-max-body`
 //!   (e.g. `8Mi`) bound each request.
+//! - Compilation of Wasm not yet in the node's cache runs in a worker
+//!   process within a budget: `wasmlet.io/compile-timeout` (default 110s,
+//!   under kubelet's 2-minute request timeout) and `wasmlet.io/compile-memory`
+//!   (default 2Gi); over it, Create fails naming the budget.
 //! - Memory: a `linux.resources.memory.limit` caps the guest's linear
 //!   memory at the limit minus [`SHIM_MEMORY_RESERVE`], so the guest hits
 //!   its limit (a clean OOM exit) before the kernel would kill the shim.
@@ -29,6 +38,8 @@ pub const HTTP_LISTEN_ANNOTATION: &str = "wasmlet.io/http-listen";
 pub const HTTP_TIMEOUT_ANNOTATION: &str = "wasmlet.io/http-timeout";
 pub const HTTP_MAX_IN_FLIGHT_ANNOTATION: &str = "wasmlet.io/http-max-in-flight";
 pub const HTTP_MAX_BODY_ANNOTATION: &str = "wasmlet.io/http-max-body";
+pub const COMPILE_TIMEOUT_ANNOTATION: &str = "wasmlet.io/compile-timeout";
+pub const COMPILE_MEMORY_ANNOTATION: &str = "wasmlet.io/compile-memory";
 /// Knative's contract: the port comes from `$PORT`, else 8080.
 pub const DEFAULT_HTTP_PORT: u16 = 8080;
 /// Memory of the container's cgroup kept for the shim itself.
@@ -48,6 +59,10 @@ pub enum SpecError {
     BadAnnotation { name: &'static str, value: String, why: String },
     #[error("PORT=`{0}` is not a TCP port number")]
     BadPort(String),
+    #[error("error mounting `{from}` to rootfs at `{destination}`: the source does not exist")]
+    MountSource { from: String, destination: String },
+    #[error("process.cwd `{cwd}`: {why}")]
+    Cwd { cwd: String, why: String },
 }
 
 /// Where and how an HTTP function serves.
@@ -141,6 +156,12 @@ pub fn wasm_task(spec: &Spec, rootfs: &Path) -> Result<WasmTask, SpecError> {
         let Some(source) = mount.source().as_ref().filter(|_| is_bind) else {
             continue;
         };
+        if std::fs::symlink_metadata(source).is_err() {
+            return Err(SpecError::MountSource {
+                from: source.display().to_string(),
+                destination: mount.destination().display().to_string(),
+            });
+        }
         if !source.is_dir() {
             // WASI preopens are directories; file mounts (/etc/hosts, ...) are not granted.
             tracing::debug!(source = %source.display(), "skipping non-directory mount");
@@ -151,6 +172,10 @@ pub fn wasm_task(spec: &Spec, rootfs: &Path) -> Result<WasmTask, SpecError> {
             guest: mount.destination().to_string_lossy().into_owned(),
             read_only: options.iter().any(|o| o == "ro"),
         });
+    }
+
+    if let Some(cwd) = &cwd {
+        ensure_cwd(&preopens, cwd)?;
     }
 
     let memory = spec
@@ -177,6 +202,51 @@ pub fn wasm_task(spec: &Spec, rootfs: &Path) -> Result<WasmTask, SpecError> {
             deadline: None,
         },
     })
+}
+
+/// The cwd as the container sees it, inside the preopen that holds it
+/// (the deepest mount), created when missing as runc's init does.
+fn ensure_cwd(preopens: &[Preopen], cwd: &str) -> Result<(), SpecError> {
+    let fail = |why: String| SpecError::Cwd { cwd: cwd.to_owned(), why };
+    let path = Path::new(cwd);
+    if !path.is_absolute() {
+        return Err(fail("must be an absolute path".into()));
+    }
+    let Some(preopen) = preopens.iter().filter(|p| path.starts_with(&p.guest)).max_by_key(|p| p.guest.len()) else {
+        return Err(fail("is outside the container's filesystem".into()));
+    };
+    let inside = path.strip_prefix(&preopen.guest).unwrap_or(path);
+    let host = super::rootfs::resolve(&preopen.host, &Path::new("/").join(inside)).map_err(|e| fail(e.to_string()))?;
+    if host.is_dir() {
+        return Ok(());
+    }
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&host)
+        .map_err(|e| fail(format!("does not exist and cannot be created: {e}")))?;
+    tracing::debug!(%cwd, host = %host.display(), "created the missing cwd, as runc does");
+    Ok(())
+}
+
+/// The budget for compiling this container's Wasm (module docs).
+pub fn compile_budget(spec: &Spec) -> Result<wasmlet_runtime::CompileBudget, SpecError> {
+    let bad =
+        |name: &'static str, value: &str, why: String| SpecError::BadAnnotation { name, value: value.to_owned(), why };
+    let mut budget = wasmlet_runtime::CompileBudget::default();
+    if let Some(value) = annotation(spec, COMPILE_TIMEOUT_ANNOTATION) {
+        budget.time = crate::units::parse_duration(value)
+            .ok()
+            .filter(|t| !t.is_zero())
+            .ok_or_else(|| bad(COMPILE_TIMEOUT_ANNOTATION, value, "expected a positive duration like 60s".into()))?;
+    }
+    if let Some(value) = annotation(spec, COMPILE_MEMORY_ANNOTATION) {
+        budget.memory = crate::units::parse_size(value).ok().filter(|m| *m >= 16 << 20).ok_or_else(|| {
+            bad(COMPILE_MEMORY_ANNOTATION, value, "expected a size of at least 16Mi, like 512Mi".into())
+        })?;
+    }
+    Ok(budget)
 }
 
 fn annotation<'a>(spec: &'a Spec, name: &str) -> Option<&'a str> {
@@ -318,6 +388,37 @@ mod tests {
         assert_eq!(wasm_task(&spec(v), rootfs.path()).unwrap_err(), SpecError::BadPort("x".into()));
         let v = base(serde_json::json!({"annotations": {"wasmlet.io/http-listen": "nowhere"}}));
         assert!(matches!(wasm_task(&spec(v), rootfs.path()).unwrap_err(), SpecError::BadAnnotation { .. }));
+    }
+
+    #[test]
+    fn a_missing_mount_source_fails_and_a_missing_cwd_is_made_as_runc_does() {
+        let rootfs = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        std::fs::write(rootfs.path().join("app.wasm"), b"\0asm").unwrap();
+        std::fs::write(rootfs.path().join("file"), b"").unwrap();
+        let v = base(serde_json::json!({"mounts": [
+            {"destination": "/data", "type": "bind", "source": "/nonexistent-wasmlet-src", "options": ["rbind"]}
+        ]}));
+        assert_eq!(
+            wasm_task(&spec(v), rootfs.path()).unwrap_err().to_string(),
+            "error mounting `/nonexistent-wasmlet-src` to rootfs at `/data`: the source does not exist"
+        );
+        // Missing: created in the rootfs, or in the volume holding it.
+        let mounts = serde_json::json!({"mounts": [
+            {"destination": "/data", "type": "bind", "source": data.path(), "options": ["rbind"]}
+        ]});
+        for (cwd, made) in [("/work/dir", rootfs.path().join("work/dir")), ("/data/sub", data.path().join("sub"))] {
+            let mut v = base(mounts.clone());
+            v["process"]["cwd"] = serde_json::json!(cwd);
+            wasm_task(&spec(v), rootfs.path()).unwrap();
+            assert!(made.is_dir(), "{cwd} not made at {}", made.display());
+        }
+        for (cwd, why) in [("/file/x", "cannot be created"), ("relative", "absolute")] {
+            let mut v = base(serde_json::json!({}));
+            v["process"]["cwd"] = serde_json::json!(cwd);
+            let err = wasm_task(&spec(v), rootfs.path()).unwrap_err().to_string();
+            assert!(err.contains(cwd) && err.contains(why), "{err}");
+        }
     }
 
     #[test]

@@ -64,7 +64,7 @@ scope_dir() { echo "/sys/fs/cgroup/system.slice/wasmlet-$1.scope"; }
 cgroup_of() { echo "/sys/fs/cgroup$(sed -n 's/^0:://p' "/proc/$1/cgroup" 2>/dev/null)"; }
 # Every cgroup named after the container (scope or cgroupfs-style), for leak checks.
 leftovers() {
-  find /sys/fs/cgroup -maxdepth 3 -type d \( -name "wasmlet-$1.scope" -o -name "*wasmlet:$1" -o -name "$1" \) 2>/dev/null
+  find /sys/fs/cgroup -maxdepth 3 -type d \( -name "*-$1.scope" -o -name "*wasmlet:$1" -o -name "$1" \) 2>/dev/null
 }
 
 none_left() { [ -z "$(leftovers "$1")" ]; }

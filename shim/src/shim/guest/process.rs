@@ -50,7 +50,7 @@ impl GuestProcess {
     /// `listener`: an HTTP function's, which becomes the process's fd 4.
     pub fn spawn(
         mut launch: Launch,
-        confinement: Confinement,
+        mut confinement: Confinement,
         stdio: Stdio,
         listener: Option<OwnedFd>,
     ) -> std::io::Result<Self> {

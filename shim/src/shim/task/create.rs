@@ -10,13 +10,14 @@ use crate::shim::confine::Confinement;
 use crate::shim::fs_view::{Folder, FsView};
 use crate::shim::runc::{self, RuncContainer};
 use crate::shim::sandbox::PodNamespaces;
-use crate::shim::spec::{is_pod_sandbox, wasm_task, SpecError};
+use crate::shim::spec::{compile_budget, is_pod_sandbox, wasm_task, SpecError};
 use crate::shim::stdio;
 use crate::shim::workload::{LinuxContainer, PodSandbox, WasmGuest, Workload};
 use containerd_shim::protos::api;
 use oci_spec::runtime::Spec;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use wasmlet_runtime::Compile;
 
 /// What Create needs from the shim beyond the request.
 pub struct CreateContext<'a> {
@@ -61,11 +62,6 @@ fn unmount(rootfs: &Path) {
 }
 
 pub async fn create(ctx: &CreateContext<'_>, req: &api::CreateTaskRequest) -> TaskResult<NewContainer> {
-    if req.terminal {
-        return Err(TaskError::InvalidArgument(
-            "wasmlet does not support a terminal (tty) for Wasm containers; run without -t".into(),
-        ));
-    }
     if !req.checkpoint.is_empty() {
         return Err(TaskError::Unimplemented("wasmlet does not support restoring checkpoints".into()));
     }
@@ -81,6 +77,7 @@ pub async fn create(ctx: &CreateContext<'_>, req: &api::CreateTaskRequest) -> Ta
         id: req.id.clone(),
         bundle,
         stdio: (req.stdin.clone(), req.stdout.clone(), req.stderr.clone()),
+        terminal: req.terminal,
         workload,
         cleanup: mount.keep(),
     })
@@ -110,10 +107,16 @@ async fn workload_for(
         }
         let cgroups_path =
             spec.linux().as_ref().and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
-        let runc = RuncContainer::create(&req.id, bundle, (&req.stdin, &req.stdout, &req.stderr), cgroups_path)
+        let stdio = (req.stdin.as_str(), req.stdout.as_str(), req.stderr.as_str());
+        let runc = RuncContainer::create(&req.id, bundle, stdio, cgroups_path, req.terminal)
             .map_err(|e| TaskError::Internal(format!("Linux container: {e}")))?;
         tracing::info!(id = %req.id, "created Linux container (runc)");
         return Ok(Arc::new(LinuxContainer::new(runc)));
+    }
+    if req.terminal {
+        return Err(TaskError::InvalidArgument(
+            "wasmlet does not support a terminal (tty) for Wasm containers; run without -t".into(),
+        ));
     }
     let mut confinement = Confinement::from_spec(spec).map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
     let (guest, fs_view) = wasm_guest(ctx, req, spec, &root).await?;
@@ -138,10 +141,13 @@ async fn wasm_guest(
             task.caps.preopens.iter().map(|p| Folder { host: &p.host, guest: &p.guest }).collect();
         FsView::new(spec, &folders)
     };
+    // Untrusted Wasm compiles in a worker process within its budget: a
+    // module that would take the node's memory or minutes fails Create.
+    let compile = Compile::Within(compile_budget(spec).map_err(|e| TaskError::InvalidArgument(e.to_string()))?);
     let runtime = ctx.runtime.wait().await?;
     let loader = runtime.clone();
     let program = match task.wasm.clone() {
-        Some(wasm) => blocking(move || loader.load_file(&wasm, false).map_err(|e| TaskError::InvalidArgument(e.to_string()))).await?,
+        Some(wasm) => blocking(move || loader.load_file_compiling(&wasm, compile).map_err(|e| TaskError::InvalidArgument(e.to_string()))).await?,
         None => {
             // Not a file in the rootfs: maybe the image is a Wasm artifact
             // whose layer is the Wasm (its rootfs is empty).
@@ -149,7 +155,7 @@ async fn wasm_guest(
             let digest = blob.digest;
             tracing::info!(image = %blob.image, layer = %blob.digest, media_type = %blob.media_type, "Wasm from the image's layer");
             let what = format!("{} (layer {})", blob.image, blob.digest);
-            blocking(move || loader.load_verified(&blob.bytes, digest, &what).map_err(|e| TaskError::InvalidArgument(e.to_string()))).await?
+            blocking(move || loader.load_verified_compiling(&blob.bytes, digest, &what, compile).map_err(|e| TaskError::InvalidArgument(e.to_string()))).await?
         }
     }
     .0;

@@ -36,6 +36,8 @@ pub struct NewContainer {
     pub id: String,
     pub bundle: PathBuf,
     pub stdio: (String, String, String),
+    /// Whether the init process has a terminal.
+    pub terminal: bool,
     pub workload: Arc<dyn Workload>,
     pub cleanup: Option<Cleanup>,
 }
@@ -44,6 +46,7 @@ pub(super) struct Container {
     pub id: String,
     pub bundle: PathBuf,
     pub stdio: (String, String, String),
+    pub terminal: bool,
     /// The task's pid as containerd sees it.
     pub pid: u32,
     pub phase: Phase,
@@ -104,6 +107,7 @@ impl Lifecycle {
                 id: new.id.clone(),
                 bundle: new.bundle.clone(),
                 stdio: new.stdio.clone(),
+                terminal: new.terminal,
                 pid,
                 phase: Phase::Created,
                 workload: new.workload,
@@ -190,7 +194,7 @@ impl Lifecycle {
                 stdin: c.stdio.0.clone(),
                 stdout: c.stdio.1.clone(),
                 stderr: c.stdio.2.clone(),
-                terminal: false,
+                terminal: c.terminal,
                 exit_status: exit.as_ref().map_or(0, |e| e.status),
                 exited_at: exit.map(|e| e.at).into(),
                 ..Default::default()
@@ -205,6 +209,12 @@ impl Lifecycle {
 
     pub fn pid(&self, id: &str) -> TaskResult<u32> {
         self.with(id, |c| Ok(c.pid))
+    }
+
+    /// A new terminal size for the init process.
+    pub fn resize(&self, id: &str, width: u32, height: u32) -> TaskResult<()> {
+        let workload = self.with(id, |c| Ok(c.workload.clone()))?;
+        workload.resize(width, height)
     }
 
     /// New resources for the workload itself (its guest memory cap).

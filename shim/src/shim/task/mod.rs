@@ -207,8 +207,7 @@ impl Task for WasmletTask {
 
     async fn resize_pty(&self, _ctx: &TtrpcContext, req: api::ResizePtyRequest) -> RpcResult<api::Empty> {
         match req.exec_id.as_str() {
-            // The init process has no terminal (Create refuses one).
-            "" => self.life.pid(&req.id).map(drop)?,
+            "" => self.life.resize(&req.id, req.width, req.height)?,
             exec_id => self.life.resize_exec(&req.id, exec_id, req.width, req.height)?,
         }
         Ok(api::Empty::new())

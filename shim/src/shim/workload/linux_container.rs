@@ -55,6 +55,10 @@ impl Workload for LinuxContainer {
         .await;
     }
 
+    fn resize(&self, width: u32, height: u32) -> TaskResult<()> {
+        self.runc.resize(width, height).map_err(TaskError::FailedPrecondition)
+    }
+
     fn exec(&self, bundle: &std::path::Path, request: &ExecRequest<'_>) -> TaskResult<ExecProcess> {
         ExecProcess::new(bundle, request.exec_id, request.process, request.stdio, request.terminal)
             .map_err(TaskError::InvalidArgument)

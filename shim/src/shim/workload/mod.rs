@@ -85,6 +85,12 @@ pub trait Workload: Send + Sync + 'static {
     /// Deleted: release everything else (processes, runc state).
     async fn delete(&self) {}
 
+    /// A new window size for the init process's terminal (ResizePty);
+    /// ignored by a workload without one, as runc's shim does.
+    fn resize(&self, _width: u32, _height: u32) -> TaskResult<()> {
+        Ok(())
+    }
+
     /// New resources for a running workload (the cgroup is updated by the caller).
     fn update(&self, _resources: &oci_spec::runtime::LinuxResources) {}
 

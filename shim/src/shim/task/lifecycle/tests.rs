@@ -68,6 +68,7 @@ async fn register(life: &Lifecycle, workload: Arc<Scripted>) {
         id: "c1".into(),
         bundle: "/run/bundle".into(),
         stdio: ("".into(), "/run/out".into(), "".into()),
+        terminal: false,
         workload,
         cleanup: None,
     };
@@ -123,6 +124,7 @@ async fn wrong_transitions_are_refused_and_change_nothing() {
         id: "c2".into(),
         bundle: "/b".into(),
         stdio: Default::default(),
+        terminal: false,
         workload: workload.clone(),
         cleanup: None,
     };
