@@ -457,3 +457,32 @@ fn interrupted_pulls_store_nothing_and_restart_cleanly() {
     let s = seen(&node.run(["run", &reference]));
     assert_eq!(s.code, Some(0), "{s:?}");
 }
+
+/// A registry that accepts connections and never answers fails a pull in
+/// the read timeout, naming it, instead of hanging; a blob declared larger
+/// than the limit is refused before a byte of it is downloaded.
+#[test]
+fn a_silent_registry_times_out_and_an_oversized_blob_is_refused_before_download() {
+    use wasmlet_tests::faults::{Fault, FaultyRelay};
+    let registry = Registry::start();
+    let silent = FaultyRelay::start(&registry.addr, Fault::Stall, 0);
+    let node = Wasmlet::new();
+    let started = std::time::Instant::now();
+    let s = seen(&node.run(["pull", "--read-timeout", "1s", &format!("{}/never/answers:1", silent.addr)]));
+    assert_eq!(s.code, Some(1), "{s:?}");
+    assert!(s.stderr.contains("stopped answering (timed out"), "{s:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
+
+    let work = tempfile::tempdir().unwrap();
+    let large = large_module(work.path());
+    let reference = format!("{}/big/capped:1", registry.addr);
+    assert_eq!(Wasmlet::new().run(["push".as_ref(), large.as_os_str(), reference.as_ref()]).status.code(), Some(0));
+    let layer = oci::sha256(&std::fs::read(&large).unwrap());
+    let s = seen(&node.run(["pull", "--max-blob-size", "1Mi", &reference]));
+    assert_eq!(s.code, Some(1), "{s:?}");
+    assert!(s.stderr.contains(&format!("blob {layer} declares")) && s.stderr.contains("1048576-byte limit"), "{s:?}");
+    assert!(!node.cache.path().join("oci/blobs/sha256").join(layer.trim_start_matches("sha256:")).exists());
+    assert!(temp_files(&node).is_empty(), "{:?}", temp_files(&node));
+    let s = seen(&node.run(["pull", &reference]));
+    assert_eq!(s.code, Some(0), "{s:?}");
+}

@@ -23,12 +23,31 @@ use wasmlet_content::{verify as verify_digest, Digest, DigestError};
 /// Largest manifest (or index, or config) accepted.
 pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 
+/// Defaults of [`RegistryOptions`]' bounds: a registry that stops
+/// answering, or declares a blob larger than any Wasm, fails the transfer.
+pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const DEFAULT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub const DEFAULT_MAX_BLOB_BYTES: u64 = 1 << 30;
+
 #[derive(Debug, Clone, Default)]
 pub struct RegistryOptions {
     /// Plain HTTP for every registry (not only loopback ones).
     pub insecure: bool,
     /// Extra CA certificates (PEM or DER) for HTTPS registries.
     pub ca_files: Vec<std::path::PathBuf>,
+    /// Connecting may take this long ([`DEFAULT_CONNECT_TIMEOUT`] if unset).
+    pub connect_timeout: Option<std::time::Duration>,
+    /// Each read may wait this long for bytes ([`DEFAULT_READ_TIMEOUT`] if unset).
+    pub read_timeout: Option<std::time::Duration>,
+    /// Largest blob accepted, checked against its declared size before any
+    /// byte is downloaded and while streaming ([`DEFAULT_MAX_BLOB_BYTES`] if unset).
+    pub max_blob_bytes: Option<u64>,
+}
+
+impl RegistryOptions {
+    fn max_blob(&self) -> u64 {
+        self.max_blob_bytes.unwrap_or(DEFAULT_MAX_BLOB_BYTES)
+    }
 }
 
 /// Progress of a blob transfer: bytes done, bytes expected.
@@ -50,6 +69,12 @@ pub enum PullError {
     Unauthorized { reference: String, message: String },
     #[error("{reference}: cannot reach the registry: {message}")]
     Unreachable { reference: String, message: String },
+    #[error(
+        "{reference}: the registry stopped answering (timed out; see --connect-timeout and --read-timeout): {message}"
+    )]
+    TimedOut { reference: String, message: String },
+    #[error("{reference}: blob {digest} declares {size} bytes, over the {limit}-byte limit (--max-blob-size); nothing downloaded")]
+    BlobTooLarge { reference: String, digest: String, size: u64, limit: u64 },
     #[error("{reference}: registry error: {message}")]
     Registry { reference: String, message: String },
     #[error("{reference}: {what} of {size} bytes exceeds the {MAX_MANIFEST_BYTES}-byte limit")]
@@ -162,7 +187,13 @@ impl Registry {
             ClientProtocol::Https => extra_roots(reference.registry(), &self.options.ca_files)?,
             _ => Vec::new(),
         };
-        Ok(Client::new(ClientConfig { protocol, extra_root_certificates, ..Default::default() }))
+        Ok(Client::new(ClientConfig {
+            protocol,
+            extra_root_certificates,
+            connect_timeout: Some(self.options.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT)),
+            read_timeout: Some(self.options.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT)),
+            ..Default::default()
+        }))
     }
 
     fn classify_error(reference: &str, err: OciDistributionError) -> PullError {
@@ -176,7 +207,10 @@ impl Registry {
             OciDistributionError::RequestError(e) if is_certificate_error(&e) => {
                 PullError::Untrusted { reference, message: error_chain(&e) }
             }
-            OciDistributionError::RequestError(e) if e.is_connect() || e.is_timeout() => {
+            OciDistributionError::RequestError(e) if e.is_timeout() => {
+                PullError::TimedOut { reference, message: error_chain(&e) }
+            }
+            OciDistributionError::RequestError(e) if e.is_connect() => {
                 PullError::Unreachable { reference, message: error_chain(&e) }
             }
             OciDistributionError::RegistryError { envelope, .. }
@@ -350,6 +384,10 @@ impl Registry {
     ) -> Result<Vec<u8>, PullError> {
         let digest_error = |source| PullError::Digest { reference: name.to_owned(), source };
         digest.parse::<Digest>().map_err(|e| digest_error(e.into()))?;
+        let limit = self.options.max_blob();
+        if size > limit {
+            return Err(PullError::BlobTooLarge { reference: name.to_owned(), digest: digest.to_owned(), size, limit });
+        }
         if store.has_blob(digest) {
             match store.read_blob(digest) {
                 Ok(bytes) if bytes.len() as u64 == size => {

@@ -19,11 +19,26 @@ pub struct RegistryArgs {
     /// the system's and /etc/{containers,docker}/certs.d/<host:port>/*.crt
     #[arg(long = "ca-file", value_name = "FILE")]
     pub ca_files: Vec<PathBuf>,
+    /// Give up connecting to the registry after this long (e.g. 10s)
+    #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
+    pub connect_timeout: Option<std::time::Duration>,
+    /// Give up when the registry sends nothing for this long (default 30s)
+    #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
+    pub read_timeout: Option<std::time::Duration>,
+    /// Refuse blobs declared larger than this, before downloading (default 1Gi)
+    #[arg(long = "max-blob-size", value_name = "SIZE", value_parser = crate::units::parse_size)]
+    pub max_blob_bytes: Option<u64>,
 }
 
 impl RegistryArgs {
     fn options(&self) -> RegistryOptions {
-        RegistryOptions { insecure: self.insecure, ca_files: self.ca_files.clone() }
+        RegistryOptions {
+            insecure: self.insecure,
+            ca_files: self.ca_files.clone(),
+            connect_timeout: self.connect_timeout,
+            read_timeout: self.read_timeout,
+            max_blob_bytes: self.max_blob_bytes,
+        }
     }
 }
 
