@@ -383,14 +383,39 @@ fn exec_and_unsupported_calls_name_what_is_unsupported() {
     c.ctr_ok(&["containers", "delete", &id]);
 }
 
+/// How many fds the test's containerd holds, when called.
+fn containerd_fds(c: &Containerd) -> impl Fn() -> usize {
+    let pid: i32 = std::fs::read_to_string(c.dir.join("containerd.pid")).unwrap().trim().parse().unwrap();
+    move || std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+/// Nothing a soak's containers (ids starting `tag`) made is left: mounts,
+/// cgroups, shim processes.
+fn assert_soak_left_nothing(tag: &str) {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(!mounts.contains(tag), "mounts leaked: {mounts}");
+    for controller in ["memory", "cpu", "pids"] {
+        let left: Vec<String> = std::fs::read_dir(format!("/sys/fs/cgroup/{controller}/wasmlet-test"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(tag))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{controller} cgroups leaked: {left:?}");
+    }
+    let soak_shims = shim_pids_matching(&format!("-id {tag}"));
+    assert_eq!(soak_shims, Vec::<i32>::new(), "shim processes leaked");
+}
+
 #[test]
 fn soak_200_runs_leak_nothing() {
     let c = Containerd::start();
     let image = guests_image(&c);
     // Warm up once, then measure.
     assert_eq!(c.run_rm(&[], image, &unique_id("warm"), &[]).status.code(), Some(0));
-    let containerd_pid: i32 = std::fs::read_to_string(c.dir.join("containerd.pid")).unwrap().trim().parse().unwrap();
-    let fds = || std::fs::read_dir(format!("/proc/{containerd_pid}/fd")).unwrap().count();
+    let fds = containerd_fds(&c);
     // Other tests run beside this one: look only for what the soak made.
     let tag = format!("soak-{}-", std::process::id());
     let fds0 = fds();
@@ -403,21 +428,7 @@ fn soak_200_runs_leak_nothing() {
     }
     std::thread::sleep(Duration::from_millis(500));
     assert!(fds() <= fds0 + 2, "containerd fds grew {fds0} -> {}", fds());
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-    assert!(!mounts.contains(&tag), "mounts leaked: {mounts}");
-    for controller in ["memory", "cpu", "pids"] {
-        let left: Vec<String> = std::fs::read_dir(format!("/sys/fs/cgroup/{controller}/wasmlet-test"))
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with(&tag))
-                    .collect()
-            })
-            .unwrap_or_default();
-        assert!(left.is_empty(), "{controller} cgroups leaked: {left:?}");
-    }
-    let soak_shims = shim_pids_matching(&format!("-id soak-{}-", std::process::id()));
-    assert_eq!(soak_shims, Vec::<i32>::new(), "shim processes leaked");
+    assert_soak_left_nothing(&tag);
 }
 
 /// 500 `ctr run --rm` of hello, 10 at a time as a busy node starts pods:
@@ -434,8 +445,7 @@ fn five_hundred_parallel_runs_lose_no_output_and_leak_nothing() {
     let image = guests_image(&c);
     // Warm up once, then measure.
     assert_eq!(c.run_rm(&[], image, &unique_id("warm"), &[]).status.code(), Some(0));
-    let containerd_pid: i32 = std::fs::read_to_string(c.dir.join("containerd.pid")).unwrap().trim().parse().unwrap();
-    let fds = || std::fs::read_dir(format!("/proc/{containerd_pid}/fd")).unwrap().count();
+    let fds = containerd_fds(&c);
     // Other tests run beside this one: look only for what the soak made.
     let tag = format!("soak-{}-", std::process::id());
     let fds0 = fds();
@@ -462,21 +472,7 @@ fn five_hundred_parallel_runs_lose_no_output_and_leak_nothing() {
     assert!(failures.is_empty(), "{} of {RUNS} runs lost output or failed:\n{}", failures.len(), failures.join("\n"));
     std::thread::sleep(Duration::from_millis(500));
     assert!(fds() <= fds0 + 2, "containerd fds grew {fds0} -> {}", fds());
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-    assert!(!mounts.contains(&tag), "mounts leaked: {mounts}");
-    for controller in ["memory", "cpu", "pids"] {
-        let left: Vec<String> = std::fs::read_dir(format!("/sys/fs/cgroup/{controller}/wasmlet-test"))
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with(&tag))
-                    .collect()
-            })
-            .unwrap_or_default();
-        assert!(left.is_empty(), "{controller} cgroups leaked: {left:?}");
-    }
-    let soak_shims = shim_pids_matching(&format!("-id soak-{}-", std::process::id()));
-    assert_eq!(soak_shims, Vec::<i32>::new(), "shim processes leaked");
+    assert_soak_left_nothing(&tag);
 }
 
 /// A network namespace made by the test, removed on drop.

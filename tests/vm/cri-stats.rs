@@ -18,32 +18,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let channel = containerd_client::connect(socket).await?;
     let mut cri = RuntimeServiceClient::new(channel);
-    let uid = format!("stats-{}", std::process::id());
-    let pod_config = PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: "stats".into(),
-            uid: uid.clone(),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
-        log_directory: format!("/var/tmp/wasmlet-vm-tests/{uid}"),
-        linux: Some(LinuxPodSandboxConfig {
-            // kubelet's systemd driver names slices; CRI then makes the
-            // cgroupsPath `system.slice:cri-containerd:ID` (a scope).
-            cgroup_parent: "system.slice".into(),
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(NamespaceOption {
-                    network: NamespaceMode::Node as i32,
-                    pid: NamespaceMode::Container as i32,
-                    ipc: NamespaceMode::Pod as i32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    // kubelet's systemd driver names slices; CRI then makes the
+    // cgroupsPath `system.slice:cri-containerd:ID` (a scope).
+    let mut pod_config =
+        wasmlet_tests::cri::Cri::pod_config("stats", std::path::Path::new("/var/tmp/wasmlet-vm-tests/cri-logs"));
+    if let Some(linux) = pod_config.linux.as_mut() {
+        linux.cgroup_parent = "system.slice".into();
+    }
     let pod = cri
         .run_pod_sandbox(RunPodSandboxRequest { config: Some(pod_config.clone()), runtime_handler: handler.clone() })
         .await?
