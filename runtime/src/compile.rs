@@ -70,13 +70,19 @@ pub(crate) fn precompile(
     what: &str,
     how: Compile,
 ) -> Result<Vec<u8>, LoadError> {
-    let invalid = |message: String| LoadError::Invalid { what: what.to_owned(), message };
     match how {
-        Compile::InProcess => {
-            if component { engine.precompile_component(bytes) } else { engine.precompile_module(bytes) }
-                .map_err(|err| invalid(format!("{err:#}")))
-        }
+        Compile::InProcess => in_process(engine, bytes, component)
+            .map_err(|err| LoadError::Invalid { what: what.to_owned(), message: format!("{err:#}") }),
         Compile::Within(budget) => in_worker(bytes, component, what, budget),
+    }
+}
+
+/// Cranelift on this thread: what [`Compile::InProcess`] and the worker run.
+fn in_process(engine: &wasmtime::Engine, bytes: &[u8], component: bool) -> wasmtime::Result<Vec<u8>> {
+    if component {
+        engine.precompile_component(bytes)
+    } else {
+        engine.precompile_module(bytes)
     }
 }
 
@@ -186,8 +192,7 @@ pub fn worker_main(kind: &str) -> i32 {
             return 70;
         }
     };
-    let code = if component { engine.precompile_component(&bytes) } else { engine.precompile_module(&bytes) };
-    match code {
+    match in_process(&engine, &bytes, component) {
         Ok(code) => match std::io::stdout().lock().write_all(&code) {
             Ok(()) => 0,
             Err(_) => 74,

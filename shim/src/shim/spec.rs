@@ -230,20 +230,21 @@ fn ensure_cwd(preopens: &[Preopen], cwd: &str) -> Result<(), SpecError> {
     Ok(())
 }
 
+fn bad_annotation(name: &'static str, value: &str, why: String) -> SpecError {
+    SpecError::BadAnnotation { name, value: value.to_owned(), why }
+}
+
 /// The budget for compiling this container's Wasm (module docs).
 pub fn compile_budget(spec: &Spec) -> Result<wasmlet_runtime::CompileBudget, SpecError> {
-    let bad =
-        |name: &'static str, value: &str, why: String| SpecError::BadAnnotation { name, value: value.to_owned(), why };
     let mut budget = wasmlet_runtime::CompileBudget::default();
     if let Some(value) = annotation(spec, COMPILE_TIMEOUT_ANNOTATION) {
-        budget.time = crate::units::parse_duration(value)
-            .ok()
-            .filter(|t| !t.is_zero())
-            .ok_or_else(|| bad(COMPILE_TIMEOUT_ANNOTATION, value, "expected a positive duration like 60s".into()))?;
+        budget.time = crate::units::parse_duration(value).ok().filter(|t| !t.is_zero()).ok_or_else(|| {
+            bad_annotation(COMPILE_TIMEOUT_ANNOTATION, value, "expected a positive duration like 60s".into())
+        })?;
     }
     if let Some(value) = annotation(spec, COMPILE_MEMORY_ANNOTATION) {
         budget.memory = crate::units::parse_size(value).ok().filter(|m| *m >= 16 << 20).ok_or_else(|| {
-            bad(COMPILE_MEMORY_ANNOTATION, value, "expected a size of at least 16Mi, like 512Mi".into())
+            bad_annotation(COMPILE_MEMORY_ANNOTATION, value, "expected a size of at least 16Mi, like 512Mi".into())
         })?;
     }
     Ok(budget)
@@ -254,8 +255,6 @@ fn annotation<'a>(spec: &'a Spec, name: &str) -> Option<&'a str> {
 }
 
 fn http_settings(spec: &Spec, env: &[(String, String)]) -> Result<HttpSettings, SpecError> {
-    let bad =
-        |name: &'static str, value: &str, why: String| SpecError::BadAnnotation { name, value: value.to_owned(), why };
     let port = match env.iter().rev().find(|(name, _)| name == "PORT") {
         Some((_, value)) => value.parse::<u16>().map_err(|_| SpecError::BadPort(value.clone()))?,
         None => DEFAULT_HTTP_PORT,
@@ -267,24 +266,28 @@ fn http_settings(spec: &Spec, env: &[(String, String)]) -> Result<HttpSettings, 
             (Ok(addr), _) => addr,
             (_, Ok(ip)) => std::net::SocketAddr::new(ip, port),
             _ => {
-                return Err(bad(HTTP_LISTEN_ANNOTATION, value, "expected an IP address, optionally with :PORT".into()))
+                return Err(bad_annotation(
+                    HTTP_LISTEN_ANNOTATION,
+                    value,
+                    "expected an IP address, optionally with :PORT".into(),
+                ))
             }
         },
     };
     let mut serve = wasmlet_runtime::ServeConfig::default();
     if let Some(value) = annotation(spec, HTTP_TIMEOUT_ANNOTATION) {
         serve.request_timeout =
-            crate::units::parse_duration(value).map_err(|e| bad(HTTP_TIMEOUT_ANNOTATION, value, e))?;
+            crate::units::parse_duration(value).map_err(|e| bad_annotation(HTTP_TIMEOUT_ANNOTATION, value, e))?;
     }
     if let Some(value) = annotation(spec, HTTP_MAX_IN_FLIGHT_ANNOTATION) {
-        serve.max_in_flight = value
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| bad(HTTP_MAX_IN_FLIGHT_ANNOTATION, value, "expected a positive number".into()))?;
+        serve.max_in_flight =
+            value.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                bad_annotation(HTTP_MAX_IN_FLIGHT_ANNOTATION, value, "expected a positive number".into())
+            })?;
     }
     if let Some(value) = annotation(spec, HTTP_MAX_BODY_ANNOTATION) {
-        serve.max_body_bytes = crate::units::parse_size(value).map_err(|e| bad(HTTP_MAX_BODY_ANNOTATION, value, e))?;
+        serve.max_body_bytes =
+            crate::units::parse_size(value).map_err(|e| bad_annotation(HTTP_MAX_BODY_ANNOTATION, value, e))?;
     }
     Ok(HttpSettings { listen, network: network(spec), serve })
 }

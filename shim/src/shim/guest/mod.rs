@@ -1,7 +1,8 @@
 //! The guest's own process: a Wasm container's guest code runs in a child of
 //! the shim, confined as runc would confine the container's process (the
-//! spec's user, capabilities, no_new_privs, rlimits, seccomp profile (or
-//! wasmlet's allowlist: `seccomp`), the pod's IPC/UTS namespaces: `confine`), while the shim stays root to serve containerd.
+//! spec's user, capabilities, no_new_privs, rlimits, seccomp profile or
+//! wasmlet's allowlist, the pod's IPC/UTS namespaces: `confine` and
+//! `seccomp`), while the shim stays root to serve containerd.
 //!
 //! The child is the shim's own binary in a hidden mode (`guest`), exec'd at
 //! Create so its start (exec, engine, mapping the cached code) overlaps
@@ -15,8 +16,8 @@
 //! those credentials can open, the pod's network/IPC/UTS namespaces, the
 //! control socket and its own stdio pipes, through the system calls its
 //! seccomp filter allows (no signals or ptrace of other processes, no
-//! mounts or new namespaces). Not the shim's memory, root
-//! credentials, containerd's sockets or any other container's FIFOs.
+//! mounts or new namespaces). Not the shim's memory, root credentials,
+//! containerd's sockets or any other container's FIFOs.
 
 mod child;
 pub mod process;
