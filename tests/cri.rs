@@ -616,7 +616,7 @@ async fn a_sidecar_has_a_terminal_attach_and_streaming_exec() {
     let mut cri = Cri::connect(&c).await;
     let logs = work.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
-    let pod_config = Cri::pod_config("tty-pod", &logs);
+    let pod_config = Cri::pod_network_config("tty-pod", "tty-pod", &logs);
     let pod = cri.run_pod(&pod_config, "wasmlet").await;
     // Waits for the attached client's window size, then for a line.
     let script = r#"until [ "$(stty size)" = "33 99" ]; do sleep 0.1; done; echo "size=$(stty size)"; read line; echo "got:$line"; exec sleep 3600"#;
