@@ -65,7 +65,7 @@ impl Runtime {
         executor: Executor,
     ) -> Result<Outcome, RunError> {
         let pre = program
-            .command_pre(&self.component_linker, component)
+            .command_pre(self.component_linker()?, component)
             .map_err(|e| RunError::UnknownImport(link_error_message(&e)))?;
         let ctx = caps.into_builder(true)?.build();
         let mut store = self.new_store(

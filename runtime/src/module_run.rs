@@ -160,8 +160,8 @@ impl Runtime {
             export
         };
         let pre = match style.yielding() {
-            Yielding::ToExecutor => program.module_pre(&self.module_linker, module),
-            Yielding::Never => program.module_pre_sync(&self.module_linker_sync, module),
+            Yielding::ToExecutor => program.module_pre(self.module_linker()?, module),
+            Yielding::Never => program.module_pre_sync(self.module_linker_sync()?, module),
         }
         .map_err(|e| RunError::UnknownImport(crate::run::link_error_message(&e)))?;
         let wasi = caps.into_builder(true)?.build_p1();

@@ -13,10 +13,9 @@ use crate::limits::Limits;
 use crate::program::{Compiled, Program, ProgramKind, WasmFormat};
 use crate::state::{ComponentState, ModuleState};
 use crate::ticker::EpochTicker;
-use anyhow::Context as _;
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use wasmtime::component::Component;
 use wasmtime::{Engine, ExternType, Module, Store, UpdateDeadline, Val};
 use wasmtime_wasi::I32Exit;
@@ -62,13 +61,14 @@ pub struct Runtime {
     strategy: AllocationStrategy,
     cache: CompileCache,
     ticker: EpochTicker,
-    pub(crate) module_linker: wasmtime::Linker<ModuleState>,
+    // The linkers are built on first use: a process runs one kind of
+    // program, and building all four costs more than the run of a small one.
+    module_linker: OnceLock<wasmtime::Linker<ModuleState>>,
     /// WASI preview 1 with synchronous host calls: [`Runtime::run_blocking`].
-    pub(crate) module_linker_sync: wasmtime::Linker<ModuleState>,
-    pub(crate) component_linker: wasmtime::component::Linker<ComponentState>,
+    module_linker_sync: OnceLock<wasmtime::Linker<ModuleState>>,
+    component_linker: OnceLock<wasmtime::component::Linker<ComponentState>>,
     programs: Mutex<HashMap<Digest, Program>>,
-    /// Built on first use: only servers of HTTP functions need it.
-    http_linker: std::sync::OnceLock<wasmtime::component::Linker<crate::state::HttpState>>,
+    http_linker: OnceLock<wasmtime::component::Linker<crate::state::HttpState>>,
 }
 
 /// The trap the epoch callback raises to stop a guest for a kill or deadline.
@@ -96,26 +96,18 @@ impl Runtime {
         let (engine, strategy) =
             build_engine(config.pool.as_ref()).map_err(|e| anyhow::anyhow!("creating the wasmtime engine: {e:#}"))?;
         let cache = CompileCache::open(&config.cache_dir, &engine)?;
-        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick).context("starting the epoch ticker")?;
-        let mut module_linker = wasmtime::Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_async(&mut module_linker, |s: &mut ModuleState| &mut s.wasi)?;
-        exit_with_any_status(&mut module_linker)?;
-        let mut module_linker_sync = wasmtime::Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut module_linker_sync, |s: &mut ModuleState| &mut s.wasi)?;
-        exit_with_any_status(&mut module_linker_sync)?;
-        let mut component_linker = wasmtime::component::Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut component_linker)?;
+        let ticker = EpochTicker::new(engine.clone(), config.epoch_tick);
         tracing::debug!(?strategy, cache = %cache.dir().display(), "runtime ready");
         Ok(Self {
             engine,
             strategy,
             cache,
             ticker,
-            module_linker,
-            module_linker_sync,
-            component_linker,
+            module_linker: OnceLock::new(),
+            module_linker_sync: OnceLock::new(),
+            component_linker: OnceLock::new(),
             programs: Mutex::new(HashMap::new()),
-            http_linker: std::sync::OnceLock::new(),
+            http_linker: OnceLock::new(),
         })
     }
 
@@ -289,10 +281,10 @@ impl Runtime {
         match (program.compiled(), program.kind()) {
             // Modules run through `run_blocking`'s synchronous linker.
             (Compiled::Module(module), _) => {
-                program.module_pre_sync(&self.module_linker_sync, module).map(drop).map_err(unknown)
+                program.module_pre_sync(self.module_linker_sync()?, module).map(drop).map_err(unknown)
             }
             (Compiled::Component(component), ProgramKind::Command) => {
-                program.command_pre(&self.component_linker, component).map(drop).map_err(unknown)
+                program.command_pre(self.component_linker()?, component).map(drop).map_err(unknown)
             }
             (Compiled::Component(component), ProgramKind::HttpProxy) => {
                 program.proxy_pre(self.http_linker()?, component).map(drop).map_err(unknown)
@@ -301,18 +293,45 @@ impl Runtime {
         }
     }
 
+    /// WASI 0.1 with async host calls, for modules run on an executor.
+    pub(crate) fn module_linker(&self) -> Result<&wasmtime::Linker<ModuleState>, RunError> {
+        built_once(&self.module_linker, "the WASI 0.1 linker", || {
+            let mut linker = wasmtime::Linker::new(&self.engine);
+            wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut ModuleState| &mut s.wasi)?;
+            exit_with_any_status(&mut linker)?;
+            Ok(linker)
+        })
+    }
+
+    /// WASI 0.1 with synchronous host calls ([`Runtime::run_blocking`]).
+    pub(crate) fn module_linker_sync(&self) -> Result<&wasmtime::Linker<ModuleState>, RunError> {
+        built_once(&self.module_linker_sync, "the synchronous WASI 0.1 linker", || {
+            let mut linker = wasmtime::Linker::new(&self.engine);
+            wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut ModuleState| &mut s.wasi)?;
+            exit_with_any_status(&mut linker)?;
+            Ok(linker)
+        })
+    }
+
+    /// WASI 0.2, for command components.
+    pub(crate) fn component_linker(&self) -> Result<&wasmtime::component::Linker<ComponentState>, RunError> {
+        built_once(&self.component_linker, "the WASI 0.2 linker", || {
+            let mut linker = wasmtime::component::Linker::new(&self.engine);
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+            Ok(linker)
+        })
+    }
+
     /// The linker for `wasi:http/proxy` components.
     pub(crate) fn http_linker(&self) -> Result<&wasmtime::component::Linker<crate::state::HttpState>, RunError> {
-        if let Some(linker) = self.http_linker.get() {
-            return Ok(linker);
-        }
-        let mut linker = wasmtime::component::Linker::new(&self.engine);
-        // All of WASI 0.2 (Rust's std imports `wasi:cli/environment` and
-        // friends even in a proxy), then `wasi:http`, as `wasmtime serve` does.
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
-            .map_err(|e| RunError::Instantiate(format!("building the wasi:http linker: {e:#}")))?;
-        Ok(self.http_linker.get_or_init(|| linker))
+        built_once(&self.http_linker, "the wasi:http linker", || {
+            let mut linker = wasmtime::component::Linker::new(&self.engine);
+            // All of WASI 0.2 (Rust's std imports `wasi:cli/environment` and
+            // friends even in a proxy), then `wasi:http`, as `wasmtime serve` does.
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+            wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+            Ok(linker)
+        })
     }
 
     /// Keeps the epoch ticker running while alive (a guest runs).
@@ -490,4 +509,18 @@ fn format_val(val: &Val) -> String {
         Val::F64(v) => f64::from_bits(*v).to_string(),
         other => format!("{other:?}"),
     }
+}
+
+/// `cell`'s value, built by `build` the first time (a race builds twice and
+/// keeps one: building is pure).
+fn built_once<'a, T>(
+    cell: &'a OnceLock<T>,
+    what: &str,
+    build: impl FnOnce() -> wasmtime::Result<T>,
+) -> Result<&'a T, RunError> {
+    if let Some(value) = cell.get() {
+        return Ok(value);
+    }
+    let value = build().map_err(|e| RunError::Instantiate(format!("building {what}: {e:#}")))?;
+    Ok(cell.get_or_init(|| value))
 }

@@ -1,5 +1,9 @@
 //! One thread per engine that advances the epoch while any guest that needs
-//! ticks runs.
+//! ticks runs, started when the first such guest does: a process whose
+//! guests never need ticks (every container run without a deadline) never
+//! makes the thread. (A guest process confines itself after the engine is
+//! built: it must still be single-threaded then, since capabilities and
+//! seccomp filters are per thread.)
 //!
 //! Async guests (HTTP requests) yield to their executor at every epoch tick
 //! (see `run.rs`), and a deadline is checked there. Kills do not need it:
@@ -33,6 +37,8 @@ struct Shared {
 
 pub(crate) struct EpochTicker {
     shared: Arc<Shared>,
+    /// What the thread needs, until it is started.
+    pending: Mutex<Option<(Engine, Duration)>>,
 }
 
 /// Keeps the ticker running while alive.
@@ -41,16 +47,23 @@ pub struct Running {
 }
 
 impl EpochTicker {
-    pub(crate) fn start(engine: Engine, period: Duration) -> std::io::Result<Self> {
-        let shared = Arc::new(Shared::default());
-        let thread_shared = shared.clone();
-        std::thread::Builder::new()
-            .name("wasmlet-epoch".into())
-            .spawn(move || tick_loop(&thread_shared, &engine, period))?;
-        Ok(Self { shared })
+    /// A ticker for `engine`; its thread starts with the first [`Self::running`].
+    pub(crate) fn new(engine: Engine, period: Duration) -> Self {
+        Self { shared: Arc::new(Shared::default()), pending: Mutex::new(Some((engine, period))) }
     }
 
     pub(crate) fn running(&self) -> Running {
+        if let Some((engine, period)) = self.pending.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let thread_shared = self.shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name("wasmlet-epoch".into())
+                .spawn(move || tick_loop(&thread_shared, &engine, period));
+            if let Err(err) = spawned {
+                // Kills still interrupt (they bump the epoch themselves);
+                // deadlines and HTTP yields would not: say so loudly.
+                tracing::error!(error = %err, "starting the epoch ticker: deadlines will not be enforced");
+            }
+        }
         let mut state = lock(&self.shared.state);
         state.running += 1;
         if state.parked {

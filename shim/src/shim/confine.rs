@@ -129,6 +129,8 @@ pub struct Confinement {
     /// What the guest can name through its preopens (set by the caller,
     /// which knows them).
     pub fs_view: crate::shim::fs_view::FsView,
+    /// The step of [`Confinement::apply`] that failed, if one did.
+    pub failed_step: &'static str,
 }
 
 fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
@@ -216,62 +218,107 @@ impl Confinement {
             last_cap,
             seccomp: crate::shim::seccomp::SeccompFilter::for_spec(linux.and_then(|l| l.seccomp().as_ref()))?,
             fs_view: Default::default(),
+            failed_step: "",
         })
+    }
+
+    /// Turn the spec's capability sets into those the process would hold
+    /// after exec'ing a file without capabilities of its own, as the kernel
+    /// computes them (capabilities(7)) and as a runc container's process
+    /// ends up: for uid 0, permitted = bounding | inheritable | ambient
+    /// (within the spec's permitted under no_new_privs) and effective the
+    /// same; for any other uid, permitted = effective = ambient. A guest
+    /// process that does not exec (the pre-forked one) applies these, so it
+    /// holds exactly what an exec'd one would: a non-root user, none.
+    pub fn as_after_exec(&mut self) {
+        let caps = &mut self.capabilities;
+        let ambient = caps.ambient.0;
+        let (permitted, effective) = if self.uid == 0 {
+            let gained = caps.bounding.0 | caps.inheritable.0 | ambient;
+            let permitted = if self.no_new_privileges { gained & caps.permitted.0 } else { gained };
+            (permitted, permitted)
+        } else {
+            (ambient, ambient)
+        };
+        caps.permitted = CapSet(permitted);
+        caps.effective = CapSet(effective);
     }
 
     /// Apply it to the calling process: namespaces, rlimits, the bounding
     /// set, then identity, capabilities, no_new_privs, umask and seccomp, as
     /// runc does: without no_new_privs the filter is loaded while the
     /// process still has CAP_SYS_ADMIN, before the identity change (so the
-    /// filter must allow those calls); with it, last, right before exec. Meant for a forked child before it execs: only raw syscalls,
-    /// no allocation.
+    /// filter must allow those calls); with it, last. Only raw syscalls, no
+    /// allocation: it also runs between fork and exec.
     ///
     /// # Safety
-    /// Call only in a child between fork and exec (it changes the whole
-    /// process's credentials).
+    /// Call only in a single-threaded child (a forked one about to exec, or
+    /// the pre-forked guest process): it changes the whole process's
+    /// credentials, and capabilities and seccomp are per thread.
     pub unsafe fn apply(&mut self) -> std::io::Result<()> {
         let check = |r: libc::c_int| if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) };
+        // Which step failed, for the error (naming it must not allocate).
+        macro_rules! step {
+            ($name:expr, $call:expr) => {{
+                self.failed_step = $name;
+                $call
+            }};
+        }
         // SAFETY: plain syscalls on values we own; the caller guarantees a
         // single-threaded child about to exec.
         unsafe {
             for (flag, fd) in &self.namespaces {
-                check(libc::setns(fd.as_raw_fd(), *flag))?;
+                step!("setns", check(libc::setns(fd.as_raw_fd(), *flag)))?;
             }
             for (resource, soft, hard) in &self.rlimits {
                 let limit = libc::rlimit { rlim_cur: *soft, rlim_max: *hard };
-                check(libc::setrlimit(*resource, &limit))?;
+                step!("setrlimit", check(libc::setrlimit(*resource, &limit)))?;
             }
             for cap in 0..=self.last_cap.min(63) {
                 if !self.capabilities.bounding.contains(cap) {
-                    check(libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0))?;
+                    step!("PR_CAPBSET_DROP", check(libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0)))?;
                 }
             }
             // Keep the permitted set across the uid change; the capset below
             // then sets exactly the spec's.
-            check(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0))?;
+            step!("PR_SET_KEEPCAPS", check(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0)))?;
             if !self.no_new_privileges {
-                self.seccomp.load()?;
+                step!("loading the seccomp filter", self.seccomp.load())?;
             }
-            check(libc::setgroups(self.additional_gids.len(), self.additional_gids.as_ptr()))?;
-            check(libc::setresgid(self.gid, self.gid, self.gid))?;
-            check(libc::setresuid(self.uid, self.uid, self.uid))?;
-            set_capabilities(&self.capabilities)?;
+            step!("setgroups", check(libc::setgroups(self.additional_gids.len(), self.additional_gids.as_ptr())))?;
+            step!("setresgid", check(libc::setresgid(self.gid, self.gid, self.gid)))?;
+            step!("setresuid", check(libc::setresuid(self.uid, self.uid, self.uid)))?;
+            step!("capset", set_capabilities(&self.capabilities))?;
             for cap in 0..=self.last_cap.min(63) {
                 if self.capabilities.ambient.contains(cap) {
-                    check(libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, cap as libc::c_ulong, 0, 0))?;
+                    step!(
+                        "PR_CAP_AMBIENT_RAISE",
+                        check(libc::prctl(
+                            libc::PR_CAP_AMBIENT,
+                            libc::PR_CAP_AMBIENT_RAISE,
+                            cap as libc::c_ulong,
+                            0,
+                            0
+                        ))
+                    )?;
                 }
             }
             if self.no_new_privileges {
-                check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+                step!("PR_SET_NO_NEW_PRIVS", check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)))?;
             }
             libc::umask(self.umask as libc::mode_t);
             // The credential change cleared the parent-death signal: if the
             // shim dies, so does its guest. (It follows the *thread* that
             // forked this child: spawn from a thread that lives as long as
             // the shim.)
-            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
+            step!("PR_SET_PDEATHSIG", check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0)))?;
+            // It also made the process undumpable: /proc/self would stay
+            // root's and the guest could not reopen its preopens through
+            // /proc/self/fd. An exec resets this; a pre-forked guest process
+            // does not exec (a runc container's process is dumpable too).
+            step!("PR_SET_DUMPABLE", check(libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0)))?;
             if self.no_new_privileges {
-                self.seccomp.load()?;
+                step!("loading the seccomp filter", self.seccomp.load())?;
             }
         }
         Ok(())
@@ -356,5 +403,31 @@ mod tests {
         assert_eq!(c.capabilities, Capabilities::default(), "no capabilities unless the spec grants them");
         assert_eq!(c.umask, 0o022);
         assert!(c.rlimits.is_empty());
+    }
+
+    #[test]
+    fn without_an_exec_the_sets_are_those_an_exec_would_leave() {
+        let caps = |uid: u32, nnp: bool, ambient: &[&str]| {
+            let mut c = Confinement::from_spec(&spec(serde_json::json!({
+                "user": {"uid": uid, "gid": uid}, "cwd": "/", "noNewPrivileges": nnp,
+                "capabilities": {
+                    "bounding": ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_NET_BIND_SERVICE"],
+                    "effective": ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_NET_BIND_SERVICE"],
+                    "permitted": ["CAP_CHOWN", "CAP_DAC_OVERRIDE"],
+                    "inheritable": ["CAP_NET_BIND_SERVICE"],
+                    "ambient": ambient,
+                }
+            })))
+            .unwrap();
+            c.as_after_exec();
+            (c.capabilities.permitted, c.capabilities.effective)
+        };
+        let (chown, dac, bind) = (1 << 0, 1 << 1, 1 << 10);
+        // A non-root user keeps only its ambient set (runAsUser: none at all).
+        assert_eq!(caps(1000, true, &[]), (CapSet(0), CapSet(0)));
+        assert_eq!(caps(1000, true, &["CAP_NET_BIND_SERVICE"]), (CapSet(bind), CapSet(bind)));
+        // Root gets bounding | inheritable, within the permitted set under no_new_privs.
+        assert_eq!(caps(0, false, &[]), (CapSet(chown | dac | bind), CapSet(chown | dac | bind)));
+        assert_eq!(caps(0, true, &[]), (CapSet(chown | dac), CapSet(chown | dac)));
     }
 }

@@ -19,7 +19,6 @@ pub fn run(flags: Flags) -> anyhow::Result<()> {
     if flags.socket.is_empty() {
         anyhow::bail!("the daemon needs -socket");
     }
-    init_logging(flags.debug);
     // One malloc arena: the shim's threads allocate little, and an arena per
     // thread would be private memory in every idle container.
     // SAFETY: mallopt only tunes the allocator; called before other threads exist.
@@ -28,21 +27,39 @@ pub fn run(flags: Flags) -> anyhow::Result<()> {
     }
     // Join the container's cgroup before anything else, so what the runtime
     // allocates is charged to the container (cgroup v1 does not move charges).
-    let cgroup = match oci_spec::runtime::Spec::load("config.json") {
+    let spec = oci_spec::runtime::Spec::load("config.json");
+    let (cgroup, cgroup_error) = match &spec {
         Ok(spec) => {
             // Still single-threaded: every thread made from here on (the
             // guest's among them) inherits the pod's network namespace.
-            super::netns::join_for_guest(&spec).context("entering the pod's network namespace")?;
-            ContainerCgroup::join(&spec).unwrap_or_else(|err| {
-                tracing::warn!(error = %format!("{err:#}"), "cgroup set-up failed; running in the shim's cgroup");
-                None
-            })
+            super::netns::join_for_guest(spec).context("entering the pod's network namespace")?;
+            match ContainerCgroup::join(spec) {
+                Ok(cgroup) => (cgroup, None),
+                Err(err) => (None, Some(format!("{err:#}"))),
+            }
         }
-        Err(err) => {
-            tracing::warn!(error = %err, "no readable config.json in the bundle; no cgroup");
-            None
-        }
+        Err(_) => (None, None),
     };
+    // Still single-threaded, and before the log exists (the child must not
+    // inherit it): fork the guest process, which builds its engine while
+    // containerd gets to Create (guest::preforked). A pod sandbox runs none.
+    let preforked = match &spec {
+        // SAFETY: no thread has been started yet.
+        Ok(spec) if !super::spec::is_pod_sandbox(spec) => Some(unsafe { super::guest::preforked::fork(spec) }),
+        _ => None,
+    };
+    init_logging(flags.debug);
+    if let Some(err) = cgroup_error {
+        tracing::warn!(error = %err, "cgroup set-up failed; running in the shim's cgroup");
+    }
+    if let Err(err) = &spec {
+        tracing::warn!(error = %err, "no readable config.json in the bundle; no cgroup");
+    }
+    match preforked {
+        Some(Ok(pid)) => tracing::debug!(pid, "guest process forked"),
+        Some(Err(err)) => tracing::warn!(error = %err, "forking the guest process; one is exec'd at Create"),
+        None => {}
+    }
     let executor =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     executor.block_on(serve(flags, cgroup))
@@ -55,8 +72,9 @@ async fn serve(flags: Flags, cgroup: Option<ContainerCgroup>) -> anyhow::Result<
     std::thread::Builder::new()
         .name("wasmlet-engine".into())
         .spawn(move || {
-            let outcome =
-                Runtime::new(super::runtime_config(RuntimeConfig::default_cache_dir())).map(Arc::new).map_err(|err| {
+            let outcome = Runtime::new(super::shim_runtime_config(RuntimeConfig::default_cache_dir()))
+                .map(Arc::new)
+                .map_err(|err| {
                     tracing::error!(error = %format!("{err:#}"), "creating the Wasm runtime");
                     format!("{err:#}")
                 });

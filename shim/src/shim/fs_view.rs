@@ -120,7 +120,7 @@ impl FsView {
     /// open each preopen (`O_PATH`) at fd `base + i`.
     ///
     /// # Safety
-    /// Call only in a child between fork and exec, while it is still root.
+    /// Call only in a single-threaded child of the shim, while it is still root.
     pub unsafe fn apply(&self, base: i32) -> std::io::Result<()> {
         let check = |r: libc::c_int| if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) };
         let none = std::ptr::null::<libc::c_char>();

@@ -4,9 +4,14 @@
 //! and serving containerd's Task API over ttrpc, and for a Wasm container
 //! **one guest process** that runs the guest, confined as runc would
 //! confine the container's process (`guest`, `confine`, `fs_view`): guest
-//! code never runs in the root shim. Measured: +2.1 ms on `ctr run --rm`
-//! (containerd 1.6 and 2.1) and +0.4 MiB PSS per idle container (1.98 MiB
-//! for shim and guest process). The process moves itself into
+//! code never runs in the root shim. The guest process is forked from the
+//! daemon before it starts a thread and builds its engine while containerd
+//! works towards Create (`guest::preforked`), instead of being exec'd at
+//! Create: against the exec'd guest in the same runs (benches/containerd.rs
+//! with WASMLET_BASELINE_SHIM, 40 rounds), `ctr run --rm` of a cached hello
+//! took −2.6 / −1.0 ms on containerd 2.1 and −2.1 / +0.2 ms on 1.6 (two runs
+//! each, within this VM's noise of ±2 ms), 1.93 MiB PSS per idle
+//! container against 2.03. The process moves itself into
 //! the container's cgroup before the guest runs, so everything the container
 //! costs (guest memory, CPU, the shim's own few MB) is charged where kubelet
 //! looks, and a memory limit can never hit a neighbour. Compiled code stays
@@ -82,16 +87,23 @@ mod workload;
 
 pub use spec::{guest_memory_limit, NETWORK_ANNOTATION, SHIM_MEMORY_RESERVE};
 
-/// The engine settings of every shim and guest process: they must match,
-/// since a guest process maps the code its shim compiled. One container
-/// per shim: a small pool is plenty (HTTP functions may run many instances
-/// at once, so not one).
-pub(crate) fn runtime_config(cache_dir: std::path::PathBuf) -> wasmlet_runtime::RuntimeConfig {
+/// The engine of a guest process: a small instance pool (one container per
+/// process; HTTP functions may run many instances at once, so not one).
+pub(crate) fn guest_runtime_config(cache_dir: std::path::PathBuf) -> wasmlet_runtime::RuntimeConfig {
     wasmlet_runtime::RuntimeConfig {
         cache_dir,
         pool: Some(wasmlet_runtime::PoolConfig { max_instances: 64, ..wasmlet_runtime::PoolConfig::default() }),
         ..wasmlet_runtime::RuntimeConfig::default()
     }
+}
+
+/// The shim's own engine, which compiles and links but never instantiates:
+/// no instance pool (reserving one costs a few hundred µs of Create's time).
+/// The code it compiles is what guest processes map, so both engines share
+/// every setting that reaches the code (wasmlet_runtime's `base_config`; the
+/// allocator is not one of them: tests/shim.rs runs what the shim compiled).
+pub(crate) fn shim_runtime_config(cache_dir: std::path::PathBuf) -> wasmlet_runtime::RuntimeConfig {
+    wasmlet_runtime::RuntimeConfig { cache_dir, pool: None, ..wasmlet_runtime::RuntimeConfig::default() }
 }
 
 /// Environment variable carrying containerd's ttrpc address (events).

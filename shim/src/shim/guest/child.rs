@@ -16,19 +16,30 @@ use wasmlet_runtime::{
     StdinSource, StdoutSink,
 };
 
-/// Entry point; returns the process's exit status.
+/// Entry point of an exec'd guest process; returns its exit status.
 pub fn main() -> i32 {
     // SAFETY: the shim hands fd 3 to this process as the control socket.
     let control = unsafe { UnixStream::from_raw_fd(CONTROL_FD) };
     let Ok(reader) = control.try_clone() else { return 125 };
     let mut from_shim = BufReader::new(reader);
-    let mut to_shim = control;
     let launch = match receive::<ToGuest>(&mut from_shim) {
         Ok(Some(ToGuest::Launch(launch))) => launch,
         _ => return 125,
     };
+    run(*launch, from_shim, control, None)
+}
+
+/// Run `launch` (already confined): load, report ready, wait for Start, run,
+/// report. `runtime`: one built before the launch arrived (it is used if it
+/// has the launch's cache).
+pub(super) fn run(
+    launch: Launch,
+    mut from_shim: BufReader<UnixStream>,
+    mut to_shim: UnixStream,
+    runtime: Option<Runtime>,
+) -> i32 {
     let cap = MemoryCap::new(launch.memory);
-    let (runtime, program) = match prepare(&launch) {
+    let (runtime, program) = match prepare(&launch, runtime) {
         Ok(prepared) => prepared,
         Err(message) => {
             tell_user(&message);
@@ -120,10 +131,13 @@ fn tell_user(message: &str) {
     let _ = writeln!(std::io::stderr(), "wasmlet: {message}");
 }
 
-fn prepare(launch: &Launch) -> Result<(Runtime, Program), String> {
+fn prepare(launch: &Launch, built: Option<Runtime>) -> Result<(Runtime, Program), String> {
     let digest = launch.digest.parse().map_err(|e| format!("{e}"))?;
-    let config = crate::shim::runtime_config(launch.cache_dir.clone());
-    let runtime = Runtime::new(config).map_err(|e| format!("creating the Wasm runtime: {e:#}"))?;
+    let runtime = match built.filter(|r| r.cache().root() == launch.cache_dir) {
+        Some(runtime) => runtime,
+        None => Runtime::new(crate::shim::guest_runtime_config(launch.cache_dir.clone()))
+            .map_err(|e| format!("creating the Wasm runtime: {e:#}"))?,
+    };
     let program = runtime.load_cached(digest).map_err(|e| e.to_string())?;
     Ok((runtime, program))
 }

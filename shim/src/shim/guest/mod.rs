@@ -4,11 +4,16 @@
 //! wasmlet's allowlist, the pod's IPC/UTS namespaces: `confine` and
 //! `seccomp`), while the shim stays root to serve containerd.
 //!
-//! The child is the shim's own binary in a hidden mode (`guest`), exec'd at
-//! Create so its start (exec, engine, mapping the cached code) overlaps
-//! containerd's work between Create and Start; Start only tells it to go.
-//! It gets the guest's stdio as fds 0–2 and a control socket as fd 3, over
-//! which it receives its [`protocol::Launch`] and later messages, and reports
+//! The child is forked by the daemon as soon as it has joined the
+//! container's cgroup and network namespace, while it is still
+//! single-threaded (`preforked`): it builds its engine while containerd is
+//! still on its way to Create, gets the guest's stdio (and an HTTP
+//! function's listener) at Create as `SCM_RIGHTS`, confines itself and maps
+//! the cached code; Start only tells it to go. When no pre-forked process is
+//! waiting, Create execs the shim's own binary in a hidden mode (`guest`),
+//! confined between fork and exec, with the stdio as fds 0–2. Either way it
+//! has a control socket as fd 3, over which it receives its
+//! [`protocol::Launch`] and later messages, and reports
 //! when it is ready and how the run ended ([`protocol::FromGuest`]).
 //!
 //! Threat model (what a guest that escaped wasmtime reaches): the child's
@@ -20,6 +25,7 @@
 //! containerd's sockets or any other container's FIFOs.
 
 mod child;
+pub mod preforked;
 pub mod process;
 pub mod protocol;
 

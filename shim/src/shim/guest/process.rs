@@ -1,15 +1,17 @@
 //! The shim's side of a guest process: spawn it confined, tell it to start,
 //! signal it, learn how it ended.
 
+use super::preforked;
 use super::protocol::{receive, send, FromGuest, Launch, ToGuest, CONTROL_FD, LISTENER_FD};
 use crate::shim::confine::Confinement;
 use crate::shim::stdio::Stdio;
 use crate::shim::workload::{Finished, FinishedFuture};
 use std::io::BufReader;
-use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
-use std::process::{Child, Command};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use wasmlet_runtime::{StdinSource, StdoutSink};
 
@@ -24,34 +26,115 @@ pub struct GuestProcess {
     pid: u32,
     /// Signals go through the pidfd: never to a reused pid.
     pidfd: Option<OwnedFd>,
-    child: Mutex<Option<Child>>,
+    /// Someone waits for (and so reaps) the process: only one may.
+    reaping: AtomicBool,
+    /// Reaped already: nothing may be sent to the pid any more.
+    reaped: AtomicBool,
     control: Mutex<UnixStream>,
     reports: Mutex<Option<BufReader<UnixStream>>>,
 }
 
-fn stdio_in(source: StdinSource) -> (std::process::Stdio, bool) {
-    match source {
-        StdinSource::File(file) => (file.into(), true),
-        StdinSource::Inherit => (std::process::Stdio::inherit(), true),
-        StdinSource::Null => (std::process::Stdio::null(), false),
+/// The guest's stdio as fds of our own (`None`: it gets `/dev/null`).
+struct GuestStdio {
+    stdin: Option<OwnedFd>,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+}
+
+impl GuestStdio {
+    fn of(stdio: Stdio) -> std::io::Result<Self> {
+        Ok(Self {
+            stdin: match stdio.stdin {
+                StdinSource::File(file) => Some(file.into()),
+                StdinSource::Inherit => Some(dup_own(0)?),
+                StdinSource::Null => None,
+            },
+            stdout: sink_fd(stdio.stdout, 1)?,
+            stderr: sink_fd(stdio.stderr, 2)?,
+        })
     }
 }
 
-fn stdio_out(sink: StdoutSink) -> std::process::Stdio {
-    match sink {
-        StdoutSink::File(file) => file.into(),
-        StdoutSink::Inherit => std::process::Stdio::inherit(),
-        StdoutSink::Null => std::process::Stdio::null(),
-    }
+fn sink_fd(sink: StdoutSink, own: i32) -> std::io::Result<Option<OwnedFd>> {
+    Ok(match sink {
+        StdoutSink::File(file) => Some(file.into()),
+        StdoutSink::Inherit => Some(dup_own(own)?),
+        StdoutSink::Null => None,
+    })
+}
+
+/// A copy of this process's fd `fd`.
+fn dup_own(fd: i32) -> std::io::Result<OwnedFd> {
+    // SAFETY: 0-2 stay open for the process's life; the copy is ours.
+    unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()
+}
+
+fn child_stdio(fd: Option<OwnedFd>) -> std::process::Stdio {
+    fd.map_or_else(std::process::Stdio::null, std::process::Stdio::from)
 }
 
 impl GuestProcess {
-    /// Start the guest process (it loads, then waits for [`GuestProcess::start`]).
-    /// `listener`: an HTTP function's, which becomes the process's fd 4.
+    /// Start the guest process (it loads, then waits for [`GuestProcess::start`]):
+    /// the one the daemon pre-forked if it waits (`preforked`), else a new
+    /// one exec'd now. `listener`: an HTTP function's, which becomes the
+    /// process's fd 4.
     pub fn spawn(
         mut launch: Launch,
-        mut confinement: Confinement,
+        confinement: Confinement,
         stdio: Stdio,
+        listener: Option<OwnedFd>,
+    ) -> std::io::Result<Self> {
+        let stdio = GuestStdio::of(stdio)?;
+        launch.stdin = stdio.stdin.is_some();
+        if let Some(mut waiting) = preforked::take() {
+            let handoff = preforked::Handoff {
+                stdin: stdio.stdin.as_ref().map(|f| f.as_fd()),
+                stdout: stdio.stdout.as_ref().map(|f| f.as_fd()),
+                stderr: stdio.stderr.as_ref().map(|f| f.as_fd()),
+                listener: listener.as_ref().map(|f| f.as_fd()),
+            };
+            match waiting.launch(&handoff, &launch) {
+                Ok(()) => {
+                    tracing::debug!(id = %launch.id, pid = waiting.pid, "launched in the pre-forked guest process");
+                    return Ok(Self::new(launch.id, waiting.pid as u32, waiting.into_control()));
+                }
+                Err(err) => {
+                    tracing::warn!(id = %launch.id, error = %err, "pre-forked guest process unusable; starting one");
+                    // SAFETY: our own unreaped child.
+                    unsafe {
+                        libc::kill(waiting.pid, libc::SIGKILL);
+                        libc::waitpid(waiting.pid, std::ptr::null_mut(), 0);
+                    }
+                }
+            }
+        }
+        Self::exec(launch, confinement, stdio, listener)
+    }
+
+    fn new(id: String, pid: u32, shim_end: UnixStream) -> Self {
+        // SAFETY: pidfd_open on our own unreaped child.
+        let pidfd = unsafe {
+            let fd = libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0);
+            (fd >= 0).then(|| OwnedFd::from_raw_fd(fd as i32))
+        };
+        let reports = shim_end.try_clone().ok().map(BufReader::new);
+        Self {
+            id,
+            pid,
+            pidfd,
+            reaping: AtomicBool::new(false),
+            reaped: AtomicBool::new(false),
+            control: Mutex::new(shim_end),
+            reports: Mutex::new(reports),
+        }
+    }
+
+    /// Exec a new guest process (the shim's binary, `guest`), confined
+    /// between fork and exec.
+    fn exec(
+        mut launch: Launch,
+        mut confinement: Confinement,
+        stdio: GuestStdio,
         listener: Option<OwnedFd>,
     ) -> std::io::Result<Self> {
         let (shim_end, guest_end) = UnixStream::pair()?;
@@ -68,17 +151,15 @@ impl GuestProcess {
         for (i, preopen) in launch.preopens.iter_mut().enumerate() {
             preopen.host = format!("/proc/self/fd/{}", base + i as i32).into();
         }
-        let (stdin, has_stdin) = stdio_in(stdio.stdin);
-        launch.stdin = has_stdin;
         let guest_fd = guest_end.as_raw_fd();
         let mut command = Command::new("/proc/self/exe");
         command
             .arg0(format!("wasmlet-guest {}", launch.id))
             .arg(GUEST_ACTION)
             .env_clear()
-            .stdin(stdin)
-            .stdout(stdio_out(stdio.stdout))
-            .stderr(stdio_out(stdio.stderr));
+            .stdin(child_stdio(stdio.stdin))
+            .stdout(child_stdio(stdio.stdout))
+            .stderr(child_stdio(stdio.stderr));
         // SAFETY: between fork and exec only raw syscalls run (dup2/fcntl,
         // and Confinement::apply, which allocates nothing).
         unsafe {
@@ -114,23 +195,12 @@ impl GuestProcess {
         let child = command.spawn()?;
         drop(guest_end);
         drop(listener);
+        // Waited for by pid (see `wait`), as the pre-forked process is.
         let pid = child.id();
-        // SAFETY: pidfd_open on our own unreaped child.
-        let pidfd = unsafe {
-            let fd = libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0);
-            (fd >= 0).then(|| OwnedFd::from_raw_fd(fd as i32))
-        };
         let id = launch.id.clone();
         let mut control = shim_end.try_clone()?;
         send(&mut control, &ToGuest::Launch(Box::new(launch)))?;
-        Ok(Self {
-            id,
-            pid,
-            pidfd,
-            child: Mutex::new(Some(child)),
-            control: Mutex::new(control),
-            reports: Mutex::new(Some(BufReader::new(shim_end))),
-        })
+        Ok(Self::new(id, pid, shim_end))
     }
 
     pub fn pid(&self) -> u32 {
@@ -153,7 +223,7 @@ impl GuestProcess {
                 libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), signal, std::ptr::null::<libc::c_void>(), 0);
             },
             None => {
-                if self.child.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                if !self.reaped.load(Ordering::Acquire) {
                     // SAFETY: kill(2) on our own child, not yet reaped.
                     unsafe {
                         libc::kill(self.pid as libc::pid_t, signal);
@@ -176,8 +246,7 @@ impl GuestProcess {
                 }
             }
         }
-        let child = self.child.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let waited = child.map(|mut c| c.wait());
+        let waited = self.reap();
         match (report, waited) {
             (Some(FromGuest::Finished { status, oom, message }), _) => {
                 match message {
@@ -190,7 +259,7 @@ impl GuestProcess {
                 tracing::error!(id = %self.id, error = %why, "guest could not start");
                 Finished::status(1)
             }
-            (_, Some(Ok(exit))) => match exit.signal() {
+            (_, Some(exit)) => match exit.signal() {
                 Some(signal) => {
                     tracing::warn!(id = %self.id, signal, "guest process killed");
                     Finished::status(128 + signal as u32)
@@ -218,8 +287,23 @@ impl GuestProcess {
     /// Kill and reap a process that will not be waited for (never started).
     pub fn discard(&self) {
         self.signal(libc::SIGKILL);
-        if let Some(mut child) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = child.wait();
+        let _ = self.reap();
+    }
+
+    /// Wait for the process to end and reap it; `None` if another caller
+    /// does (or did).
+    fn reap(&self) -> Option<std::process::ExitStatus> {
+        if self.reaping.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let mut status = 0;
+        loop {
+            // SAFETY: waitpid on our own child, reaped only here (once).
+            let r = unsafe { libc::waitpid(self.pid as libc::pid_t, &mut status, 0) };
+            if r >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                self.reaped.store(true, Ordering::Release);
+                return (r > 0).then(|| std::process::ExitStatus::from_raw(status));
+            }
         }
     }
 }

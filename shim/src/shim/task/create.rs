@@ -101,6 +101,8 @@ async fn workload_for(
     // relative to the bundle), as runc reads it.
     let root = spec.root().as_ref().map_or_else(|| bundle.join("rootfs"), |r| bundle.join(r.path()));
     if runc::is_native(spec, &root) {
+        // runc starts its process: the guest process the daemon forked is not needed.
+        crate::shim::guest::preforked::discard();
         // runc owns this cgroup (and freezes it to kill): step out of it.
         if let Some(cgroup) = ctx.cgroup.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             cgroup.leave();
