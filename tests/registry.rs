@@ -134,6 +134,48 @@ fn bad_images_are_refused_with_the_reason_and_leave_the_store_intact() {
         assert_eq!(s.code, Some(1), "{name}: {s:?}");
         assert!(s.stderr.contains(why), "{name}: expected `{why}` in {s:?}");
     }
+    // A plain image's layer is unpacked within the blob cap and must be the
+    // diff_id its config lists; a gzip bomb stops at the cap.
+    let hello_tar = oci::tar_layer(&[("/app/hello.wasm", &hello)]);
+    let zeros = vec![0u8; 32 << 20];
+    let bomb_tar = oci::tar_layer(&[("/app/hello.wasm", &zeros)]);
+    let gzip = |bytes: &[u8]| {
+        use std::io::Write as _;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    };
+    let sha256 = |bytes: &[u8]| format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes)));
+    let bomb = gzip(&bomb_tar);
+    let plain_config = |diff_id: &str| {
+        serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Entrypoint": ["/app/hello.wasm"]},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        }))
+        .unwrap()
+    };
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let layered: [(&str, Vec<u8>, &str, &[u8], &str); 2] = [
+        ("wrong-diff-id", plain_config(&wrong), "application/vnd.oci.image.layer.v1.tar", &hello_tar, "lists diff_id"),
+        (
+            "gzip-bomb",
+            plain_config(&sha256(&bomb_tar)),
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            &bomb,
+            "unpacks to more than 8388608 bytes",
+        ),
+    ];
+    for (name, config, media_type, layer, why) in &layered {
+        let dir = work.path().join(name);
+        oci::layout(&dir, OCI_CONFIG, config, &[(media_type, layer)], serde_json::json!({}));
+        registry.push_layout(&dir, &format!("bad/{name}:1"));
+        let reference = format!("{}/bad/{name}:1", registry.addr);
+        let s = seen(&node.run(["pull", "--max-blob-size", "8Mi", reference.as_str()]));
+        assert_eq!(s.code, Some(1), "{name}: {s:?}");
+        assert!(s.stderr.contains(why), "{name}: expected `{why}` in {s:?}");
+    }
+    assert!(bomb.len() < 1 << 20, "the bomb is small compressed: {} bytes", bomb.len());
     // Registries cap manifests at 4 MiB themselves, but a config is a blob:
     // wasmlet's cap applies to it too, before anything is downloaded.
     let huge_config = format!("{{\"pad\":\"{}\"}}", "x".repeat(5 << 20));

@@ -9,6 +9,7 @@
 
 use crate::auth::{credentials_for, AuthError};
 use crate::format::{self, FormatError, Packaging, WasmConfig, INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES};
+use crate::layer::{find_in_layer, LayerCheck};
 use crate::resolve::{resolve, ManifestSource, ResolveError, Resolved};
 use crate::store::{ContentStore, StoreError, StoredImage};
 use crate::tls::{extra_roots, CaError};
@@ -300,7 +301,8 @@ impl Registry {
                     message: "a plain image needs an entrypoint (or cmd) naming its .wasm".into(),
                 })?;
                 let mut found = None;
-                for layer in manifest.layers() {
+                let diff_ids = crate::layer::diff_ids(&config_bytes, manifest.layers().len());
+                for (index, layer) in manifest.layers().iter().enumerate() {
                     blobs.push(layer.digest().to_string());
                     let layer_bytes = self
                         .fetch_blob(
@@ -316,9 +318,13 @@ impl Registry {
                         )
                         .await?;
                     let media_type = layer.media_type().to_string();
-                    if let Some(wasm) = find_in_layer(&layer_bytes, &media_type, &entrypoint)
-                        .map_err(|message| PullError::Rootfs { reference: name.clone(), message })?
-                    {
+                    let check = LayerCheck {
+                        max_unpacked: self.options.max_blob(),
+                        diff_id: diff_ids.as_ref().map(|ids| ids[index].as_str()),
+                    };
+                    if let Some(wasm) = find_in_layer(&layer_bytes, &media_type, &entrypoint, check).map_err(|e| {
+                        PullError::Rootfs { reference: name.clone(), message: format!("layer {}: {e}", layer.digest()) }
+                    })? {
                         found = Some(wasm); // later layers override earlier ones
                     }
                 }
@@ -613,33 +619,6 @@ fn rootfs_entrypoint(config: &[u8]) -> Option<String> {
         config.get(key).and_then(|v| v.as_array()).and_then(|a| a.first()).and_then(|v| v.as_str()).map(str::to_owned)
     };
     first("Entrypoint").or_else(|| first("Cmd"))
-}
-
-/// The file at `path` inside a tar layer (gzip or not), if the layer has it.
-fn find_in_layer(layer: &[u8], media_type: &str, path: &str) -> Result<Option<Vec<u8>>, String> {
-    let wanted = path.trim_start_matches('/');
-    let reader: Box<dyn std::io::Read> = if media_type.ends_with("gzip") || layer.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::GzDecoder::new(layer))
-    } else if media_type.ends_with("zstd") {
-        return Err(format!("zstd layers are not supported ({media_type})"));
-    } else {
-        Box::new(layer)
-    };
-    let mut archive = tar::Archive::new(reader);
-    let entries = archive.entries().map_err(|e| format!("reading a layer: {e}"))?;
-    let mut found = None;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| format!("reading a layer: {e}"))?;
-        let entry_path = entry.path().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
-        if entry_path.trim_start_matches("./").trim_start_matches('/') == wanted
-            && entry.header().entry_type().is_file()
-        {
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut entry, &mut bytes).map_err(|e| format!("reading {path}: {e}"))?;
-            found = Some(bytes);
-        }
-    }
-    Ok(found)
 }
 
 fn rfc3339_now() -> String {
