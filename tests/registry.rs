@@ -156,7 +156,9 @@ fn bad_images_are_refused_with_the_reason_and_leave_the_store_intact() {
         .unwrap()
     };
     let wrong = format!("sha256:{}", "0".repeat(64));
-    let layered: [(&str, Vec<u8>, &str, &[u8], &str); 2] = [
+    // (name, config, layer media type, layer, error)
+    type Layered<'a> = (&'a str, Vec<u8>, &'a str, &'a [u8], &'a str);
+    let layered: [Layered; 2] = [
         ("wrong-diff-id", plain_config(&wrong), "application/vnd.oci.image.layer.v1.tar", &hello_tar, "lists diff_id"),
         (
             "gzip-bomb",
