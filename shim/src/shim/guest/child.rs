@@ -126,7 +126,7 @@ fn serve_http(
 
 /// Why the guest never ran, on its stderr: the container's log, where
 /// `kubectl logs` and `ctr run` show it (the shim logs it too).
-fn tell_user(message: &str) {
+pub(super) fn tell_user(message: &str) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr(), "wasmlet: {message}");
 }

@@ -21,7 +21,7 @@
 //! yet. A container that turns out not to be Wasm (a Linux sidecar for runc)
 //! kills it ([`discard`]); when none is waiting, the guest is exec'd as before.
 
-use super::protocol::{receive, Launch, ToGuest, CONTROL_FD, LISTENER_FD};
+use super::protocol::{receive, Launch, ToGuest, CONTROL_FD, LISTENER_FD, PREOPEN_FD_BASE};
 use crate::shim::confine::Confinement;
 use crate::shim::fs_view::{Folder, FsView};
 use oci_spec::runtime::Spec;
@@ -30,9 +30,6 @@ use std::os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, IntoRawFd as _, RawF
 use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 use wasmlet_runtime::{Runtime, RuntimeConfig};
-
-/// The lowest fd the first preopened folder may have in the guest process.
-const PREOPEN_FD_BASE: i32 = 10;
 
 /// A forked guest process waiting for its launch.
 pub struct PreForked {
@@ -81,11 +78,7 @@ pub fn take() -> Option<PreForked> {
 /// Kill and reap the waiting guest process: this container needs none.
 pub fn discard() {
     if let Some(process) = take() {
-        // SAFETY: our own unreaped child.
-        unsafe {
-            libc::kill(process.pid, libc::SIGKILL);
-            libc::waitpid(process.pid, std::ptr::null_mut(), 0);
-        }
+        process.kill();
     }
 }
 
@@ -117,6 +110,15 @@ impl PreForked {
 
     pub fn into_control(self) -> UnixStream {
         self.control
+    }
+
+    /// Kill and reap it (it was never launched, or cannot be).
+    pub fn kill(self) {
+        // SAFETY: our own child, not reaped by anyone else.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+        }
     }
 }
 
@@ -166,8 +168,7 @@ unsafe fn child(control: UnixStream, spec: &Spec, parent: libc::pid_t) -> i32 {
     };
     let mut to_shim = control;
     let fail = |to_shim: &mut UnixStream, message: String| {
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), "wasmlet: {message}");
+        super::child::tell_user(&message);
         let _ = super::protocol::send(to_shim, &super::protocol::FromGuest::Failed(message));
         1
     };

@@ -2,7 +2,7 @@
 //! signal it, learn how it ended.
 
 use super::preforked;
-use super::protocol::{receive, send, FromGuest, Launch, ToGuest, CONTROL_FD, LISTENER_FD};
+use super::protocol::{receive, send, FromGuest, Launch, ToGuest, CONTROL_FD, LISTENER_FD, PREOPEN_FD_BASE};
 use crate::shim::confine::Confinement;
 use crate::shim::stdio::Stdio;
 use crate::shim::workload::{Finished, FinishedFuture};
@@ -14,9 +14,6 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use wasmlet_runtime::{StdinSource, StdoutSink};
-
-/// The lowest fd of the guest process's first preopened folder; the rest follow.
-const PREOPEN_FD_BASE: i32 = 10;
 
 /// argv\[1\] that makes the shim binary a guest process.
 pub const GUEST_ACTION: &str = "guest";
@@ -96,37 +93,33 @@ impl GuestProcess {
             match waiting.launch(&handoff, &launch) {
                 Ok(()) => {
                     tracing::debug!(id = %launch.id, pid = waiting.pid, "launched in the pre-forked guest process");
-                    return Ok(Self::new(launch.id, waiting.pid as u32, waiting.into_control()));
+                    return Self::new(launch.id, waiting.pid as u32, waiting.into_control());
                 }
                 Err(err) => {
                     tracing::warn!(id = %launch.id, error = %err, "pre-forked guest process unusable; starting one");
-                    // SAFETY: our own unreaped child.
-                    unsafe {
-                        libc::kill(waiting.pid, libc::SIGKILL);
-                        libc::waitpid(waiting.pid, std::ptr::null_mut(), 0);
-                    }
+                    waiting.kill();
                 }
             }
         }
         Self::exec(launch, confinement, stdio, listener)
     }
 
-    fn new(id: String, pid: u32, shim_end: UnixStream) -> Self {
+    fn new(id: String, pid: u32, shim_end: UnixStream) -> std::io::Result<Self> {
         // SAFETY: pidfd_open on our own unreaped child.
         let pidfd = unsafe {
             let fd = libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0);
             (fd >= 0).then(|| OwnedFd::from_raw_fd(fd as i32))
         };
-        let reports = shim_end.try_clone().ok().map(BufReader::new);
-        Self {
+        let reports = BufReader::new(shim_end.try_clone()?);
+        Ok(Self {
             id,
             pid,
             pidfd,
             reaping: AtomicBool::new(false),
             reaped: AtomicBool::new(false),
             control: Mutex::new(shim_end),
-            reports: Mutex::new(reports),
-        }
+            reports: Mutex::new(Some(reports)),
+        })
     }
 
     /// Exec a new guest process (the shim's binary, `guest`), confined
@@ -198,9 +191,8 @@ impl GuestProcess {
         // Waited for by pid (see `wait`), as the pre-forked process is.
         let pid = child.id();
         let id = launch.id.clone();
-        let mut control = shim_end.try_clone()?;
-        send(&mut control, &ToGuest::Launch(Box::new(launch)))?;
-        Ok(Self::new(id, pid, shim_end))
+        send(&mut &shim_end, &ToGuest::Launch(Box::new(launch)))?;
+        Self::new(id, pid, shim_end)
     }
 
     pub fn pid(&self) -> u32 {

@@ -32,6 +32,10 @@ pub struct Launch {
 /// The fd an HTTP function's listener has in the guest process.
 pub const LISTENER_FD: i32 = 4;
 
+/// The lowest fd the guest process's first preopened folder may have; the
+/// rest follow (each spawn path puts them above every fd it still holds).
+pub const PREOPEN_FD_BASE: i32 = 10;
+
 /// How an HTTP function admits and bounds requests (`ServeConfig`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Serve {
