@@ -1,6 +1,7 @@
 //! The shim binary's actions: `-v`, `-info`, `start`, `delete`, (no
 //! action) the long-running daemon, `guest`, a container's guest process,
-//! and `compile-worker`, a compilation held to its budget.
+//! `compile-worker`, a compilation held to its budget, and `self-test`, the
+//! guest confinement applied to itself and probed.
 
 use super::{cgroup, daemon, handshake, RUNTIME_TYPE};
 use anyhow::Context as _;
@@ -15,6 +16,10 @@ pub fn main() -> i32 {
     // The guest's own process (`guest`), started by this shim's daemon.
     if args.get(1).is_some_and(|a| a == super::guest::process::GUEST_ACTION) {
         return super::guest::main();
+    }
+    // The confinement checking itself (self_test).
+    if args.get(1).is_some_and(|a| a == super::self_test::ACTION) {
+        return super::self_test::main(&args[2..]);
     }
     // A compilation the daemon runs within its budget (wasmlet_runtime::compile).
     if args.get(1).is_some_and(|a| a == wasmlet_runtime::compile::WORKER_ACTION) {
@@ -69,9 +74,11 @@ const FEATURES_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec
 /// structure. Only what the shim really applies is listed: the network, IPC
 /// and UTS namespaces a pod names (the guest process joins them), every
 /// capability (the guest process gets exactly the spec's sets), read-only
-/// and bind mounts, the cgroup's resources. No hooks, no user namespaces or
-/// idmapped mounts (a spec asking for one is refused at Create), no seccomp
-/// or AppArmor of its own yet.
+/// and bind mounts, the cgroup's resources (cgroupfs and systemd cgroup
+/// paths), the spec's seccomp profile (libseccomp's actions and operators).
+/// No hooks, no user namespaces or idmapped mounts (a spec asking for one is
+/// refused at Create), no AppArmor or SELinux. The Landlock ABI the guest
+/// processes get is an annotation (0: this kernel has none).
 pub(crate) fn features() -> serde_json::Value {
     serde_json::json!({
         "ociVersionMin": "1.0.0",
@@ -81,8 +88,15 @@ pub(crate) fn features() -> serde_json::Value {
         "linux": {
             "namespaces": ["network", "ipc", "uts"],
             "capabilities": super::confine::CAPABILITIES.to_vec(),
-            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
-            "seccomp": {"enabled": false},
+            "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": false, "rdma": false},
+            "seccomp": {
+                "enabled": true,
+                "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
+                    "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
+                "operators": ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",
+                    "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"],
+                "archs": ["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_ARM", "SCMP_ARCH_AARCH64"],
+            },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},
@@ -90,6 +104,7 @@ pub(crate) fn features() -> serde_json::Value {
         },
         "annotations": {
             "io.wasmlet.version": env!("CARGO_PKG_VERSION"),
+            "io.wasmlet.landlock.abi": super::landlock::abi().to_string(),
         },
     })
 }

@@ -1,9 +1,10 @@
 //! What the process that runs a container's guest code may do: the OCI
 //! spec's `process.user`, capabilities, `noNewPrivileges`, rlimits and
-//! seccomp profile (wasmlet's own allowlist without one, see `seccomp`), and
-//! the pod's IPC and UTS namespaces, read from the spec ([`Confinement::from_spec`])
-//! and applied in a forked child before it execs ([`Confinement::apply`]),
-//! in the order runc applies them.
+//! seccomp profile (wasmlet's own allowlist without one, see `seccomp`), a
+//! Landlock ruleset (see `landlock`), and the pod's IPC and UTS namespaces,
+//! read from the spec ([`Confinement::from_spec`]) and applied in a forked
+//! child before it execs ([`Confinement::apply`]), in the order runc
+//! applies them.
 //!
 //! Why a process and not a thread: credentials, capabilities and
 //! no_new_privs can be set per thread, but a guest that escaped wasmtime
@@ -129,6 +130,9 @@ pub struct Confinement {
     /// What the guest can name through its preopens (set by the caller,
     /// which knows them).
     pub fs_view: crate::shim::fs_view::FsView,
+    /// What the guest may still name on the node (set by the caller, which
+    /// knows the preopens' fds).
+    pub landlock: crate::shim::landlock::Landlock,
     /// The step of [`Confinement::apply`] that failed, if one did.
     pub failed_step: &'static str,
 }
@@ -218,6 +222,7 @@ impl Confinement {
             last_cap,
             seccomp: crate::shim::seccomp::SeccompFilter::for_spec(linux.and_then(|l| l.seccomp().as_ref()))?,
             fs_view: Default::default(),
+            landlock: Default::default(),
             failed_step: "",
         })
     }
@@ -245,10 +250,11 @@ impl Confinement {
     }
 
     /// Apply it to the calling process: namespaces, rlimits, the bounding
-    /// set, then identity, capabilities, no_new_privs, umask and seccomp, as
-    /// runc does: without no_new_privs the filter is loaded while the
-    /// process still has CAP_SYS_ADMIN, before the identity change (so the
-    /// filter must allow those calls); with it, last. Only raw syscalls, no
+    /// set, then identity, capabilities, no_new_privs, umask, Landlock and
+    /// seccomp, as runc does: without no_new_privs the filter (and the
+    /// Landlock ruleset) is loaded while the process still has
+    /// CAP_SYS_ADMIN, before the identity change (so the filter must allow
+    /// those calls); with it, last. Only raw syscalls, no
     /// allocation: it also runs between fork and exec.
     ///
     /// # Safety
@@ -282,7 +288,11 @@ impl Confinement {
             // Keep the permitted set across the uid change; the capset below
             // then sets exactly the spec's.
             step!("PR_SET_KEEPCAPS", check(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0)))?;
+            // Landlock and seccomp need CAP_SYS_ADMIN without no_new_privs:
+            // both come before the identity change then (Landlock first:
+            // the filter need not allow its calls).
             if !self.no_new_privileges {
+                step!("Landlock", self.landlock.restrict())?;
                 step!("loading the seccomp filter", self.seccomp.load())?;
             }
             step!("setgroups", check(libc::setgroups(self.additional_gids.len(), self.additional_gids.as_ptr())))?;
@@ -318,6 +328,7 @@ impl Confinement {
             // does not exec (a runc container's process is dumpable too).
             step!("PR_SET_DUMPABLE", check(libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0)))?;
             if self.no_new_privileges {
+                step!("Landlock", self.landlock.restrict())?;
                 step!("loading the seccomp filter", self.seccomp.load())?;
             }
         }

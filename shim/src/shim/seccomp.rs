@@ -5,6 +5,9 @@
 //! process makes (wasmtime, WASI files, clocks, sockets and polls, the
 //! HTTP server), found by tracing every example guest, and nothing else.
 //!
+//! A spec's profile gets a second filter stacked on it that refuses Unix
+//! sockets and new namespaces ([`beyond_wasm`]); the allowlist has neither.
+//!
 //! The filter is compiled to BPF before the fork, and loaded in the child
 //! with one `seccomp(2)` call (no allocation after fork).
 
@@ -132,8 +135,8 @@ pub const GUEST_SYSCALLS: &[&str] = &[
     "eventfd2",
     "timerfd_create",
     "timerfd_settime",
-    // sockets (granted network, the HTTP listener, the control socket)
-    "socket",
+    // sockets (granted network, the HTTP listener, the control socket);
+    // `socket` only for SOCKET_FAMILIES, see `allowlist`
     "socketpair",
     "connect",
     "bind",
@@ -165,19 +168,24 @@ pub enum SeccompError {
 #[derive(Debug)]
 pub struct SeccompFilter {
     program: Vec<libc::sock_filter>,
+    /// With the spec's profile: a second filter refusing what no Wasm guest
+    /// needs (see [`beyond_wasm`]); the kernel applies both.
+    beyond_wasm: Option<Vec<libc::sock_filter>>,
 }
 
 impl SeccompFilter {
     /// The filter for a guest: the spec's profile, else [`GUEST_SYSCALLS`].
     pub fn for_spec(profile: Option<&LinuxSeccomp>) -> Result<Self, SeccompError> {
-        let context = match profile {
-            Some(profile) => from_profile(profile)?,
-            None => allowlist(GUEST_SYSCALLS)?,
-        };
-        Self::compile(&context)
+        match profile {
+            Some(profile) => Ok(Self {
+                program: Self::compile(&from_profile(profile)?)?,
+                beyond_wasm: Some(Self::compile(&beyond_wasm()?)?),
+            }),
+            None => Ok(Self { program: Self::compile(&allowlist(GUEST_SYSCALLS)?)?, beyond_wasm: None }),
+        }
     }
 
-    fn compile(context: &ScmpFilterContext) -> Result<Self, SeccompError> {
+    fn compile(context: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompError> {
         // libseccomp 2.5 exports only to a file descriptor.
         // SAFETY: memfd_create with a valid name; the fd is ours.
         let fd = unsafe { libc::memfd_create(c"wasmlet-seccomp".as_ptr(), libc::MFD_CLOEXEC) };
@@ -202,7 +210,7 @@ impl SeccompFilter {
                 k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
             })
             .collect();
-        Ok(Self { program })
+        Ok(program)
     }
 
     /// Load it into the calling process, with its own pid in place of
@@ -217,13 +225,15 @@ impl SeccompFilter {
         for instruction in self.program.iter_mut().filter(|i| i.k == OWN_PID) {
             instruction.k = pid;
         }
-        let fprog = libc::sock_fprog { len: self.program.len() as u16, filter: self.program.as_ptr().cast_mut() };
-        // SAFETY: a valid program that outlives the call.
-        let rc = unsafe {
-            libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &fprog as *const libc::sock_fprog)
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
+        for program in std::iter::once(&self.program).chain(self.beyond_wasm.as_ref()) {
+            let fprog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr().cast_mut() };
+            // SAFETY: a valid program that outlives the call.
+            let rc = unsafe {
+                libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &fprog as *const libc::sock_fprog)
+            };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
         }
         Ok(())
     }
@@ -233,17 +243,46 @@ impl SeccompFilter {
 /// [`SeccompFilter::load`] knows it (a pid is at most 2^22).
 const OWN_PID: u32 = 0x5ec0_11d0;
 
+/// The socket families a guest may create: IP (granted network, name
+/// lookups) and netlink (glibc's getaddrinfo asks it for the addresses).
+pub const SOCKET_FAMILIES: [libc::c_int; 3] = [libc::AF_INET, libc::AF_INET6, libc::AF_NETLINK];
+
 /// Only `names` allowed (and `tgkill` of the process itself); anything
 /// else fails with EPERM, as Docker's default profile answers.
 fn allowlist(names: &[&str]) -> Result<ScmpFilterContext, SeccompError> {
     let mut context = ScmpFilterContext::new(ScmpAction::Errno(libc::EPERM))?;
     let own = ScmpArgCompare::new(0, ScmpCompareOp::Equal, OWN_PID.into());
     context.add_rule_conditional(ScmpAction::Allow, ScmpSyscall::from_name("tgkill")?, &[own])?;
+    // No Unix sockets by path: with none of its own, a guest (even root)
+    // reaches no containerd or shim socket. (socketpair stays: tokio's
+    // signal handling makes one.)
+    for family in SOCKET_FAMILIES {
+        let domain = ScmpArgCompare::new(0, ScmpCompareOp::Equal, family as u64);
+        context.add_rule_conditional(ScmpAction::Allow, ScmpSyscall::from_name("socket")?, &[domain])?;
+    }
     for name in names {
         // A name this libseccomp does not know (another architecture's) is skipped.
         if let Ok(syscall) = ScmpSyscall::from_name(name) {
             context.add_rule(ScmpAction::Allow, syscall)?;
         }
+    }
+    Ok(context)
+}
+
+/// Everything allowed but what no Wasm guest can ask for and a Linux
+/// container's profile may still allow, stacked on a spec's profile:
+/// `socket(AF_UNIX, …)` (a runc container can only use Unix sockets on its
+/// own root, but a guest process shares the node's filesystem, where
+/// containerd's and the shims' sockets are: root owns them, a root guest
+/// passes their permissions, and Landlock does not cover connecting to
+/// them), `unshare` and `setns` (new namespaces, e.g. a user namespace's
+/// capabilities; `clone3`, which threads need, cannot be told apart).
+fn beyond_wasm() -> Result<ScmpFilterContext, SeccompError> {
+    let mut context = ScmpFilterContext::new(ScmpAction::Allow)?;
+    let unix = ScmpArgCompare::new(0, ScmpCompareOp::Equal, libc::AF_UNIX as u64);
+    context.add_rule_conditional(ScmpAction::Errno(libc::EPERM), ScmpSyscall::from_name("socket")?, &[unix])?;
+    for name in ["unshare", "setns"] {
+        context.add_rule(ScmpAction::Errno(libc::EPERM), ScmpSyscall::from_name(name)?)?;
     }
     Ok(context)
 }
@@ -394,8 +433,14 @@ mod tests {
                 if !eperm(libc::syscall(libc::SYS_unshare, libc::CLONE_NEWUSER)) {
                     failed |= 16;
                 }
-                // Still allowed: its own signals, its own pid, files.
+                if !eperm(libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) as libc::c_long) {
+                    failed |= 128;
+                }
+                // Still allowed: its own signals, its own pid, files, IP sockets.
                 if libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::getpid(), 0) != 0 {
+                    failed |= 32;
+                }
+                if libc::socket(libc::AF_INET6, libc::SOCK_STREAM, 0) < 0 {
                     failed |= 32;
                 }
                 if libc::syscall(libc::SYS_getpid) <= 0 || libc::open(c"/".as_ptr(), libc::O_RDONLY) < 0 {
@@ -411,7 +456,7 @@ mod tests {
         assert_eq!(
             libc::WEXITSTATUS(status),
             0,
-            "checks failed (bits: mount 1, kill 2, ptrace 4, tgkill other 8, unshare 16, tgkill self 32, basics 64)"
+            "checks failed (bits: mount 1, kill 2, ptrace 4, tgkill other 8, unshare 16, tgkill self or IP socket 32, basics 64, Unix socket 128)"
         );
     }
 }

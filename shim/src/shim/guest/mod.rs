@@ -1,8 +1,8 @@
 //! The guest's own process: a Wasm container's guest code runs in a child of
 //! the shim, confined as runc would confine the container's process (the
 //! spec's user, capabilities, no_new_privs, rlimits, seccomp profile or
-//! wasmlet's allowlist, the pod's IPC/UTS namespaces: `confine` and
-//! `seccomp`), while the shim stays root to serve containerd.
+//! wasmlet's allowlist, Landlock, the pod's IPC/UTS namespaces: `confine`,
+//! `seccomp`, `landlock`), while the shim stays root to serve containerd.
 //!
 //! The child is forked by the daemon as soon as it has joined the
 //! container's cgroup and network namespace, while it is still
@@ -17,12 +17,16 @@
 //! when it is ready and how the run ended ([`protocol::FromGuest`]).
 //!
 //! Threat model (what a guest that escaped wasmtime reaches): the child's
-//! credentials (the spec's uid/gid/groups, capabilities, rlimits), the files
-//! those credentials can open, the pod's network/IPC/UTS namespaces, the
-//! control socket and its own stdio pipes, through the system calls its
-//! seccomp filter allows (no signals or ptrace of other processes, no
-//! mounts or new namespaces). Not the shim's memory, root credentials,
-//! containerd's sockets or any other container's FIFOs.
+//! credentials (the spec's uid/gid/groups, capabilities, rlimits); of the
+//! node's files, only those beneath its preopens (and the compile cache,
+//! read-only) that those credentials can open, where the kernel has
+//! Landlock (`landlock`); the pod's network/IPC/UTS namespaces, and no TCP
+//! at all unless the network is granted; the control socket and its own
+//! stdio pipes; through the system calls its seccomp filter allows (no
+//! signals or ptrace of other processes, no mounts or new namespaces, no
+//! Unix sockets by path). Not the shim's memory, root credentials,
+//! containerd's sockets, any other container's FIFOs, or any host process
+//! to signal. `containerd-shim-wasmlet-v1 self-test` checks it on a node.
 
 mod child;
 pub mod preforked;

@@ -24,6 +24,7 @@
 use super::protocol::{receive, Launch, ToGuest, CONTROL_FD, LISTENER_FD, PREOPEN_FD_BASE};
 use crate::shim::confine::Confinement;
 use crate::shim::fs_view::{Folder, FsView};
+use crate::shim::landlock::Landlock;
 use oci_spec::runtime::Spec;
 use std::io::BufReader;
 use std::os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, IntoRawFd as _, RawFd};
@@ -182,6 +183,8 @@ unsafe fn child(control: UnixStream, spec: &Spec, parent: libc::pid_t) -> i32 {
     confinement.as_after_exec();
     // The preopens go above every fd the engine and the confinement hold.
     let base = PREOPEN_FD_BASE.max(highest_open_fd() + 1);
+    let read_only: Vec<bool> = launch.preopens.iter().map(|p| p.read_only).collect();
+    confinement.landlock = Landlock::new(base, &read_only, &launch.cache_dir, launch.network);
     // SAFETY: single-threaded (the engine starts no thread), still root.
     if let Err(err) = unsafe { confinement.fs_view.apply(base) } {
         return fail(&mut to_shim, format!("masking the guest's view of its folders: {err}"));

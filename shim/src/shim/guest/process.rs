@@ -4,6 +4,7 @@
 use super::preforked;
 use super::protocol::{receive, send, FromGuest, Launch, ToGuest, CONTROL_FD, LISTENER_FD, PREOPEN_FD_BASE};
 use crate::shim::confine::Confinement;
+use crate::shim::landlock::Landlock;
 use crate::shim::stdio::Stdio;
 use crate::shim::workload::{Finished, FinishedFuture};
 use std::io::BufReader;
@@ -144,6 +145,9 @@ impl GuestProcess {
         for (i, preopen) in launch.preopens.iter_mut().enumerate() {
             preopen.host = format!("/proc/self/fd/{}", base + i as i32).into();
         }
+        let read_only: Vec<bool> = launch.preopens.iter().map(|p| p.read_only).collect();
+        confinement.landlock = Landlock::new(base, &read_only, &launch.cache_dir, launch.network);
+        confinement.landlock.allow_exec_of(&std::env::current_exe()?);
         let guest_fd = guest_end.as_raw_fd();
         let mut command = Command::new("/proc/self/exe");
         command
