@@ -353,8 +353,8 @@ async fn a_pod_network_pod_owns_its_namespaces_and_its_sidecar_reaches_the_funct
     cri.start_container(&prober).await;
     let script = format!(
         "echo net $(readlink /proc/self/ns/net); echo ipc $(readlink /proc/self/ns/ipc); echo uts $(readlink /proc/self/ns/uts); \
-         echo host $(hostname); i=0; while [ $i -lt 100 ]; do if wget -q -O - http://127.0.0.1:{port}/from-sidecar; then echo; echo fetched; break; fi; \
-         sleep 0.1; i=$((i+1)); done; exec sleep 3600"
+         echo host $(hostname); i=0; while [ $i -lt 100 ]; do if wget -q -O - http://127.0.0.1:{port}/from-sidecar; then echo; \
+         if ps | grep -q '[w]asmlet-guest'; then echo sees-guest; fi; echo fetched; break; fi; sleep 0.1; i=$((i+1)); done; exec sleep 3600"
     );
     let sidecar = cri
         .create_container(
@@ -437,6 +437,11 @@ async fn a_pod_network_pod_owns_its_namespaces_and_its_sidecar_reaches_the_funct
     // The function's shim sockets live in the pod, not on the host.
     let fn_pid = task_pid(&c, &function).to_string();
     assert_eq!(ns_of(&fn_pid, "net"), ns_of(&holder, "net"));
+    // Its guest process is in the pod's PID namespace (the containers ask
+    // for the pod's), which the sidecar's `ps` lists it in; not the node's.
+    assert_eq!(ns_of(&fn_pid, "pid"), ns_of(&holder, "pid"));
+    assert_ne!(ns_of(&fn_pid, "pid"), ns_of("self", "pid"));
+    assert!(sidecar_log.iter().any(|l| l.ends_with(" sees-guest")), "{sidecar_log:?}");
     assert!(std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_err(), "the function listens on the host");
 
     let stopped = tokio::time::timeout(

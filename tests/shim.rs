@@ -881,6 +881,12 @@ fn the_guest_runs_in_its_own_process_as_the_specs_user_with_its_capabilities_and
         let pid = wait_for_guest(&id);
         assert_eq!(status_field(pid, "Uid"), uid);
         assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+        // PID 1 of a PID namespace of its own, as runc starts `ctr run`'s process.
+        assert!(status_field(pid, "NSpid").ends_with(" 1"), "NSpid {}", status_field(pid, "NSpid"));
+        assert_ne!(
+            std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap(),
+            std::fs::read_link("/proc/self/ns/pid").unwrap()
+        );
         // A seccomp filter (wasmlet's allowlist: ctr's spec names none).
         assert_eq!((status_field(pid, "Seccomp"), status_field(pid, "Seccomp_filters")), ("2".into(), "1".into()));
         let effective = u64::from_str_radix(&status_field(pid, "CapEff"), 16).unwrap();

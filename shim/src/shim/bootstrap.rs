@@ -71,8 +71,8 @@ fn info() -> anyhow::Result<()> {
 const FEATURES_TYPE_URL: &str = "types.containerd.io/opencontainers/runtime-spec/1/features/Features";
 
 /// What wasmlet honours of an OCI spec, as the runtime-spec's Features
-/// structure. Only what the shim really applies is listed: the network, IPC
-/// and UTS namespaces a pod names (the guest process joins them), every
+/// structure. Only what the shim really applies is listed: the network, IPC,
+/// UTS and PID namespaces a pod names (the guest process joins them), every
 /// capability (the guest process gets exactly the spec's sets), read-only
 /// and bind mounts, the cgroup's resources (cgroupfs and systemd cgroup
 /// paths), the spec's seccomp profile (libseccomp's actions and operators).
@@ -86,7 +86,7 @@ pub(crate) fn features() -> serde_json::Value {
         "hooks": [],
         "mountOptions": ["bind", "rbind", "ro", "rw"],
         "linux": {
-            "namespaces": ["network", "ipc", "uts"],
+            "namespaces": ["network", "ipc", "uts", "pid"],
             "capabilities": super::confine::CAPABILITIES.to_vec(),
             "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": false, "rdma": false},
             "seccomp": {

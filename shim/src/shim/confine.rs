@@ -108,6 +108,8 @@ pub enum ConfineError {
     Namespace { what: &'static str, path: String, source: std::io::Error },
     #[error(transparent)]
     Seccomp(#[from] crate::shim::seccomp::SeccompError),
+    #[error(transparent)]
+    PidNamespace(#[from] crate::shim::pidns::PidNsError),
 }
 
 /// What the guest's process gets, all decided before the fork.
@@ -123,6 +125,9 @@ pub struct Confinement {
     pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
     /// Namespaces to join, opened now: (CLONE_NEW* flag, file).
     namespaces: Vec<(libc::c_int, OwnedFd)>,
+    /// The PID namespace the process must start in (entered by whoever
+    /// forks it: `pidns`).
+    pub pid_namespace: crate::shim::pidns::PidNamespace,
     /// The highest capability number this kernel knows.
     last_cap: u32,
     /// The spec's seccomp profile (or wasmlet's allowlist), compiled.
@@ -219,6 +224,7 @@ impl Confinement {
             capabilities,
             rlimits,
             namespaces,
+            pid_namespace: crate::shim::pidns::PidNamespace::from_spec(spec)?,
             last_cap,
             seccomp: crate::shim::seccomp::SeccompFilter::for_spec(linux.and_then(|l| l.seccomp().as_ref()))?,
             fs_view: Default::default(),

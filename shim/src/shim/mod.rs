@@ -77,6 +77,7 @@ mod guest;
 mod handshake;
 mod landlock;
 mod netns;
+mod pidns;
 mod rootfs;
 mod runc;
 mod sandbox;

@@ -38,6 +38,10 @@ pub(super) fn run(
     mut to_shim: UnixStream,
     runtime: Option<Runtime>,
 ) -> i32 {
+    // An HTTP function drains on these (signals::forward_to).
+    let draining: &[libc::c_int] =
+        if launch.serve.is_some() { &[libc::SIGINT, libc::SIGTERM, libc::SIGHUP] } else { &[] };
+    crate::shim::pidns::exit_on_signals_as_pid1(draining);
     let cap = MemoryCap::new(launch.memory);
     let (runtime, program) = match prepare(&launch, runtime) {
         Ok(prepared) => prepared,

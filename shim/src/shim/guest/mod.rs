@@ -20,7 +20,8 @@
 //! credentials (the spec's uid/gid/groups, capabilities, rlimits); of the
 //! node's files, only those beneath its preopens (and the compile cache,
 //! read-only) that those credentials can open, where the kernel has
-//! Landlock (`landlock`); the pod's network/IPC/UTS namespaces, and no TCP
+//! Landlock (`landlock`); the pod's network/IPC/UTS namespaces and the PID
+//! namespace the spec names (`pidns`: its own, or the pod's), and no TCP
 //! at all unless the network is granted; the control socket and its own
 //! stdio pipes; through the system calls its seccomp filter allows (no
 //! signals or ptrace of other processes, no mounts or new namespaces, no

@@ -25,6 +25,7 @@ use super::protocol::{receive, Launch, ToGuest, CONTROL_FD, LISTENER_FD, PREOPEN
 use crate::shim::confine::Confinement;
 use crate::shim::fs_view::{Folder, FsView};
 use crate::shim::landlock::Landlock;
+use crate::shim::pidns::{ForChildren, PidNamespace};
 use oci_spec::runtime::Spec;
 use std::io::BufReader;
 use std::os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, IntoRawFd as _, RawFd};
@@ -50,6 +51,8 @@ fn waiting() -> std::sync::MutexGuard<'static, Option<PreForked>> {
 /// The calling process must be single-threaded.
 pub unsafe fn fork(spec: &Spec) -> std::io::Result<libc::pid_t> {
     let (shim_end, guest_end) = UnixStream::pair()?;
+    let pid_namespace = PidNamespace::from_spec(spec).map_err(std::io::Error::other)?;
+    let in_pid_namespace = ForChildren::enter(&pid_namespace).map_err(std::io::Error::other)?;
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
     // SAFETY: the caller guarantees no other thread exists, so the child may
@@ -64,6 +67,7 @@ pub unsafe fn fork(spec: &Spec) -> std::io::Result<libc::pid_t> {
             unsafe { libc::_exit(status) }
         }
         pid => {
+            drop(in_pid_namespace);
             drop(guest_end);
             *waiting() = Some(PreForked { pid, control: shim_end });
             Ok(pid)
@@ -131,9 +135,13 @@ impl PreForked {
 unsafe fn child(control: UnixStream, spec: &Spec, parent: libc::pid_t) -> i32 {
     // SAFETY: plain syscalls on our own fds and process.
     unsafe {
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) < 0 || libc::getppid() != parent {
+        // The daemon may have died before the prctl (PID 1 of a new
+        // namespace sees no parent: its control socket tells instead).
+        let ppid = libc::getppid();
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) < 0 || (ppid != parent && ppid != 0) {
             return 137;
         }
+        crate::shim::pidns::exit_on_signals_as_pid1(&[]);
         let control_fd = control.into_raw_fd();
         if control_fd != CONTROL_FD && (libc::dup2(control_fd, CONTROL_FD) < 0 || libc::close(control_fd) < 0) {
             return 125;

@@ -5,6 +5,7 @@ use super::preforked;
 use super::protocol::{receive, send, FromGuest, Launch, ToGuest, CONTROL_FD, LISTENER_FD, PREOPEN_FD_BASE};
 use crate::shim::confine::Confinement;
 use crate::shim::landlock::Landlock;
+use crate::shim::pidns::ForChildren;
 use crate::shim::stdio::Stdio;
 use crate::shim::workload::{Finished, FinishedFuture};
 use std::io::BufReader;
@@ -148,6 +149,7 @@ impl GuestProcess {
         let read_only: Vec<bool> = launch.preopens.iter().map(|p| p.read_only).collect();
         confinement.landlock = Landlock::new(base, &read_only, &launch.cache_dir, launch.network);
         confinement.landlock.allow_exec_of(&std::env::current_exe()?);
+        let pid_namespace = std::mem::take(&mut confinement.pid_namespace);
         let guest_fd = guest_end.as_raw_fd();
         let mut command = Command::new("/proc/self/exe");
         command
@@ -189,7 +191,10 @@ impl GuestProcess {
                 confinement.apply()
             });
         }
-        let child = command.spawn()?;
+        let child = {
+            let _in_pid_namespace = ForChildren::enter(&pid_namespace).map_err(std::io::Error::other)?;
+            command.spawn()?
+        };
         drop(guest_end);
         drop(listener);
         // Waited for by pid (see `wait`), as the pre-forked process is.

@@ -130,6 +130,11 @@ impl Lifecycle {
         })?;
         match workload.start().await {
             Ok(Started { pid, finished }) => {
+                // An HTTP function's process exists only from Start on.
+                let _ = self.with(id, |c| {
+                    c.pid = pid;
+                    Ok(())
+                });
                 // TaskStart is queued before the exit can be.
                 self.events.started(id, pid).await;
                 let (this, id) = (self.clone(), id.to_owned());

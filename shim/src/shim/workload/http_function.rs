@@ -14,18 +14,26 @@ use crate::shim::netns;
 use crate::shim::spec::{HttpSettings, Network};
 use crate::shim::task::error::{blocking, TaskError, TaskResult};
 use async_trait::async_trait;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub struct HttpFunction {
     guest: WasmGuest,
     confinement: Mutex<Option<Confinement>>,
     process: Mutex<Option<Arc<GuestProcess>>>,
-    pid: u32,
+    /// The shim's until Start, then the guest process's (its namespaces
+    /// are the container's: `kubectl debug --target` joins them).
+    pid: AtomicU32,
 }
 
 impl HttpFunction {
     pub fn new(guest: WasmGuest, confinement: Confinement) -> Self {
-        Self { guest, confinement: Mutex::new(Some(confinement)), process: Mutex::new(None), pid: std::process::id() }
+        Self {
+            guest,
+            confinement: Mutex::new(Some(confinement)),
+            process: Mutex::new(None),
+            pid: AtomicU32::new(std::process::id()),
+        }
     }
 
     fn process(&self) -> Option<Arc<GuestProcess>> {
@@ -51,7 +59,7 @@ impl Workload for HttpFunction {
     }
 
     fn pid(&self) -> u32 {
-        self.pid
+        self.pid.load(Ordering::Acquire)
     }
 
     async fn start(&self) -> TaskResult<Started> {
@@ -79,7 +87,8 @@ impl Workload for HttpFunction {
         let process = Arc::new(process);
         process.start().map_err(|e| TaskError::Internal(format!("starting guest {}: {e}", self.guest.id)))?;
         *self.process.lock().unwrap_or_else(|p| p.into_inner()) = Some(process.clone());
-        Ok(Started { pid: self.pid, finished: process.finished() })
+        self.pid.store(process.pid(), Ordering::Release);
+        Ok(Started { pid: process.pid(), finished: process.finished() })
     }
 
     async fn kill(&self, signal: i32, _all: bool) -> TaskResult<()> {
