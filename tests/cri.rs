@@ -727,3 +727,79 @@ async fn pod_annotations_reach_the_shim() {
     assert!(err.message().contains("wasmlet.io/compile-timeout=`0s`"), "{err:?}");
     cri.remove_pod(&pod).await;
 }
+
+/// fsGroup as kubelet applies it: a volume owned by the pod's fsGroup
+/// (2000), setgid and closed to everyone else (02770), and the group in
+/// every container's supplemental groups. The Wasm guest (uid 1000) and a
+/// busybox sidecar (uid 3000) reach it only through that group: each writes
+/// a file the other reads, both files belong to the group, and a Wasm
+/// guest without the group is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fs_group_volumes_are_shared_between_the_guest_and_its_sidecars() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let (c, work) = setup();
+    let busybox = "docker.io/wasmlet/busybox-links:latest";
+    import_k8s(&c, &oci::busybox_archive(work.path(), busybox));
+    let mut cri = Cri::connect(&c).await;
+    let logs = work.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let volume = work.path().join("shared");
+    std::fs::create_dir_all(&volume).unwrap();
+    std::os::unix::fs::chown(&volume, Some(0), Some(2000)).unwrap();
+    std::fs::set_permissions(&volume, std::fs::Permissions::from_mode(0o2770)).unwrap();
+    let mut pod_config = Cri::pod_config("fsgroup-pod", &logs);
+    if let Some(context) = pod_config.linux.as_mut().and_then(|l| l.security_context.as_mut()) {
+        context.supplemental_groups = vec![2000];
+    }
+    let pod = cri.run_pod(&pod_config, "wasmlet").await;
+    let container = |name: &str, image: &str, command: &[&str], uid: i64, groups: Vec<i64>| {
+        let mut config = Cri::container_config(name, 0, image, command, &[], 0);
+        config.mounts = vec![Mount {
+            container_path: "/vol".into(),
+            host_path: volume.display().to_string(),
+            ..Default::default()
+        }];
+        config.linux.get_or_insert_with(Default::default).security_context = Some(LinuxContainerSecurityContext {
+            run_as_user: Some(Int64Value { value: uid }),
+            run_as_group: Some(Int64Value { value: uid }),
+            supplemental_groups: groups,
+            ..Default::default()
+        });
+        config
+    };
+    let mut run = async |config: ContainerConfig| {
+        let name = config.metadata.as_ref().unwrap().name.clone();
+        let id = cri.create_container(&pod, &pod_config, config).await;
+        cri.start_container(&id).await;
+        let status = cri.wait_state(&id, ContainerState::ContainerExited, Duration::from_secs(30)).await;
+        (status.exit_code, log_lines(&logs.join(format!("{name}_0.log"))))
+    };
+    let (code, lines) = run(container(
+        "wasm-writer",
+        IMAGE,
+        &["/files.wasm", "write", "/vol/from-wasm", "written by wasm"],
+        1000,
+        vec![2000],
+    ))
+    .await;
+    assert_eq!(code, 0, "{lines:?}");
+    let made = std::fs::metadata(volume.join("from-wasm")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (1000, 2000), "the guest's file belongs to the fsGroup");
+    let script = "umask 027; cat /vol/from-wasm; echo; echo written by the sidecar > /vol/from-sidecar";
+    let (code, lines) = run(container("sidecar", busybox, &["sh", "-c", script], 3000, vec![2000])).await;
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(lines.iter().any(|l| l.ends_with(" written by wasm")), "the sidecar read the guest's file: {lines:?}");
+    let made = std::fs::metadata(volume.join("from-sidecar")).unwrap();
+    assert_eq!((made.uid(), made.gid(), made.mode() & 0o777), (3000, 2000, 0o640));
+    let (code, lines) =
+        run(container("wasm-reader", IMAGE, &["/files.wasm", "read", "/vol/from-sidecar"], 1000, vec![2000])).await;
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(lines.iter().any(|l| l.ends_with(" written by the sidecar")), "{lines:?}");
+    // Without the group: the volume is closed to uid 1000.
+    let (code, lines) =
+        run(container("outsider", IMAGE, &["/files.wasm", "read", "/vol/from-sidecar"], 1000, vec![])).await;
+    assert_ne!(code, 0, "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("written by the sidecar")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("ermission denied")), "{lines:?}");
+    cri.remove_pod(&pod).await;
+}
