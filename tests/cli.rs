@@ -457,3 +457,48 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .unwrap();
     String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_owned()
 }
+
+/// A cache that cannot be written never blocks a run (issue 14.7): on a
+/// read-only mount and on a full filesystem the guest runs, compiled in
+/// memory with a warning; nothing partial is left behind; `wasmlet
+/// compile`, whose job is the cache, fails saying why.
+#[test]
+fn a_read_only_or_full_cache_compiles_in_memory() {
+    let work = tempfile::tempdir().unwrap();
+    let read_only = work.path().join("ro");
+    std::fs::create_dir_all(&read_only).unwrap();
+    let _ro = wasmlet_tests::TestMount::read_only(&read_only);
+    let full = work.path().join("full");
+    std::fs::create_dir_all(&full).unwrap();
+    // Room for the folders and lock files, not for compiled code.
+    let _full = wasmlet_tests::TestMount::tiny_tmpfs(&full, 64 * 1024);
+    let hello = guest("hello", false);
+    for cache in [&read_only, &full] {
+        let wasmlet = Wasmlet::new();
+        let run = |args: &[&std::ffi::OsStr]| {
+            seen(&wasmlet.command().env("WASMLET_CACHE_DIR", cache).args(args).output().unwrap())
+        };
+        let s = run(&["run".as_ref(), hello.as_os_str()]);
+        assert_eq!((s.code, s.stdout.as_str()), (Some(0), "hello from wasmlet\n"), "{}: {s:?}", cache.display());
+        assert!(s.stderr.contains("not writable") || s.stderr.contains("cannot be created"), "{s:?}");
+        let s = run(&["compile".as_ref(), hello.as_os_str()]);
+        assert_eq!(s.code, Some(1), "{s:?}");
+        assert!(s.stderr.contains("cannot be written"), "{s:?}");
+        let left: Vec<_> =
+            walk(cache).into_iter().filter(|p| p.extension().is_some_and(|e| e == "cwasm" || e == "sum")).collect();
+        assert!(left.is_empty(), "partial entries left: {left:?}");
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}

@@ -71,6 +71,26 @@ fn ctr_run_prints_guest_output_and_returns_its_status() {
     }
 }
 
+/// A node whose compile cache is read-only (or full) still runs Wasm
+/// containers (issue 14.7): the shim compiles in memory, warns in its log,
+/// and hands the code to the guest process over its control socket.
+#[test]
+fn a_read_only_compile_cache_never_blocks_a_container() {
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let _ro = wasmlet_tests::TestMount::read_only(&cache);
+    let c = Containerd::start_with_env(&[("WASMLET_CACHE_DIR", cache.to_str().unwrap())]);
+    let image = guests_image(&c);
+    let s = seen(&c.run_rm(&[], image, &unique_id("ro-hello"), &[]));
+    assert_eq!((s.code, s.stdout.as_str()), (Some(0), "hello from wasmlet\n"), "{s:?}\n{}", c.log());
+    let s = seen(&c.run_rm(&[], image, &unique_id("ro-exit"), &["/p2/exit.wasm", "0"]));
+    assert_eq!((s.code, s.stdout.as_str()), (Some(0), "exiting with 0\n"), "a component too: {s:?}\n{}", c.log());
+    let log = c.log();
+    assert!(log.contains("compile cache not writable") || log.contains("compile cache cannot be created"), "{log}");
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0, "nothing written to the read-only cache");
+}
+
 #[test]
 fn args_env_cwd_and_rootfs_reach_the_guest() {
     let c = Containerd::start();

@@ -34,6 +34,9 @@ pub enum CacheOutcome {
     Disk,
     /// Compiled now and stored in the cache.
     Compiled,
+    /// Compiled now and kept in memory only: the cache could not be
+    /// written (read-only, full, not writable by this user).
+    Uncached,
     /// A precompiled artifact given directly; the cache was not involved.
     Precompiled,
 }
@@ -44,6 +47,7 @@ impl CacheOutcome {
             CacheOutcome::Memory => "memory",
             CacheOutcome::Disk => "cached",
             CacheOutcome::Compiled => "compiled",
+            CacheOutcome::Uncached => "compiled (not cached)",
             CacheOutcome::Precompiled => "precompiled",
         }
     }
@@ -79,7 +83,14 @@ impl CompileCache {
         std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
         let compat = hasher.finish_digest().hex();
         let dir = root.join(format!("engine-{}", &compat[..16]));
-        fs::create_dir_all(&dir).map_err(CacheError::io(&dir, "create"))?;
+        match fs::create_dir_all(&dir) {
+            Ok(()) => {}
+            // Runs go on without a cache (see `load_or_compile`).
+            Err(e) if unwritable(&e) => {
+                tracing::warn!(path = %dir.display(), error = %e, "compile cache cannot be created; compiling in memory");
+            }
+            Err(e) => return Err(CacheError::io(&dir, "create")(e)),
+        }
         Ok(Self { dir, counters: Counters::default() })
     }
 
@@ -126,15 +137,27 @@ impl CompileCache {
         if let Ok(Some(compiled)) = self.try_load(engine, digest, component) {
             return Ok(self.hit(digest, compiled));
         }
-        let _lock = self.lock(digest)?;
+        // A cache that cannot be written never blocks a run: compile in
+        // memory, say so once per program.
+        let lock = match self.lock(digest) {
+            Ok(lock) => Some(lock),
+            Err(CacheError::Io { source, .. }) if unwritable(&source) => None,
+            Err(e) => return Err(e.into()),
+        };
         match self.try_load(engine, digest, component) {
             Ok(Some(compiled)) => return Ok(self.hit(digest, compiled)),
             Ok(None) => {}
-            Err(Corrupt(why)) => self.evict(digest, &why)?,
+            Err(Corrupt(why)) => self.evict(digest, &why).or_else(|e| self.keep_going(e))?,
         }
         let started = std::time::Instant::now();
         let code = crate::compile::precompile(engine, bytes, component, what, how)?;
-        self.store(digest, &code)?;
+        if lock.is_none() {
+            return self.in_memory(engine, digest, &code, component, "cannot take its lock");
+        }
+        if let Err(err) = self.store(digest, &code) {
+            self.keep_going(err)?;
+            return self.in_memory(engine, digest, &code, component, "cannot store the entry");
+        }
         self.counters.compiled.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             %digest,
@@ -151,6 +174,32 @@ impl CompileCache {
             ))
             .into()),
         }
+    }
+
+    /// An error the run survives (an unwritable cache), or the error.
+    fn keep_going(&self, err: CacheError) -> Result<(), CacheError> {
+        match &err {
+            CacheError::Io { source, .. } if unwritable(source) => Ok(()),
+            _ => Err(err),
+        }
+    }
+
+    /// `code`, just compiled by this process, loaded from memory.
+    fn in_memory(
+        &self,
+        engine: &Engine,
+        digest: &Digest,
+        code: &[u8],
+        component: bool,
+        why: &str,
+    ) -> Result<(Compiled, CacheOutcome), LoadError> {
+        tracing::warn!(%digest, path = %self.dir.display(), why, "compile cache not writable; the compiled code stays in memory");
+        // Leave no partial entry behind (a full disk may have cut one short).
+        for path in [self.sum_path(digest), self.entry_path(digest)] {
+            let _ = fs::remove_file(path);
+        }
+        self.counters.compiled.fetch_add(1, Ordering::Relaxed);
+        Ok((deserialize(engine, code, component)?, CacheOutcome::Uncached))
     }
 
     fn hit(&self, digest: &Digest, compiled: Compiled) -> (Compiled, CacheOutcome) {
@@ -250,6 +299,29 @@ impl CompileCache {
         let dir = File::open(&self.dir).map_err(CacheError::io(&self.dir, "open"))?;
         dir.sync_all().map_err(CacheError::io(&self.dir, "fsync"))
     }
+}
+
+/// Compiled code this process produced (or was handed by its shim), from memory.
+pub(crate) fn deserialize(engine: &Engine, code: &[u8], component: bool) -> Result<Compiled, LoadError> {
+    // SAFETY: `code` is what this engine's configuration produced moments
+    // ago (in this process or its shim), never bytes from elsewhere.
+    let loaded = unsafe {
+        if component {
+            Component::deserialize(engine, code).map(Compiled::Component)
+        } else {
+            Module::deserialize(engine, code).map(Compiled::Module)
+        }
+    };
+    loaded.map_err(|e| LoadError::IncompatiblePrecompiled { what: "compiled code".into(), message: format!("{e:#}") })
+}
+
+/// An error that means the cache cannot be written here (ENOENT: its
+/// folder could not be made, or went away).
+fn unwritable(err: &std::io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EROFS | libc::ENOSPC | libc::EDQUOT | libc::EACCES | libc::EPERM | libc::ENOENT)
+    )
 }
 
 fn checksum_line(code: &[u8]) -> String {

@@ -230,6 +230,26 @@ impl Runtime {
         Ok(Program::new(&self.engine, digest, compiled))
     }
 
+    /// `program`'s compiled code as bytes, for a guest process of the same
+    /// engine configuration when the cache could not keep it
+    /// ([`Runtime::load_code`]).
+    pub fn compiled_code(&self, program: &Program) -> Result<Vec<u8>, LoadError> {
+        let code = match program.compiled() {
+            Compiled::Module(module) => module.serialize(),
+            Compiled::Component(component) => component.serialize(),
+        };
+        code.map_err(|e| {
+            LoadError::from(crate::error::CacheError::Compile(format!("serializing {}: {e:#}", program.digest())))
+        })
+    }
+
+    /// The program for `digest` from `code` its shim compiled and handed
+    /// over (the cache could not keep it: see [`Runtime::compiled_code`]).
+    pub fn load_code(&self, digest: Digest, code: &[u8]) -> Result<Program, LoadError> {
+        let component = Engine::detect_precompiled(code) == Some(wasmtime::Precompiled::Component);
+        Ok(Program::new(&self.engine, digest, crate::cache::deserialize(&self.engine, code, component)?))
+    }
+
     fn load_precompiled_file(&self, path: &Path, what: &str) -> Result<(Program, CacheOutcome), LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
         let digest = Digest::of(&bytes);

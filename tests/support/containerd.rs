@@ -15,8 +15,14 @@ pub struct Containerd {
 impl Containerd {
     /// Start containerd with the workspace's freshly built shim on its PATH.
     pub fn start() -> Self {
+        Self::start_with_env(&[])
+    }
+
+    /// Start it with `env` in its environment (which its shims inherit).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Self {
         let out = Command::new(crate::repo_root().join("scripts/containerd-up"))
             .env("WASMLET_SHIM_DIR", crate::profile_dir())
+            .envs(env.iter().copied())
             .output()
             .expect("run scripts/containerd-up");
         assert!(out.status.success(), "containerd-up failed: {}", String::from_utf8_lossy(&out.stderr));

@@ -188,6 +188,37 @@ impl Wasmlet {
     }
 }
 
+/// A mount made for a test (a read-only bind, a tiny tmpfs), lazily
+/// unmounted when dropped. Only ever under a test's own temp folder.
+pub struct TestMount(pub PathBuf);
+
+impl TestMount {
+    /// `dir` bound onto itself, read-only.
+    pub fn read_only(dir: &std::path::Path) -> Self {
+        mount(&["--bind", &dir.display().to_string(), &dir.display().to_string()]);
+        let this = Self(dir.to_owned());
+        mount(&["-o", "remount,bind,ro", &dir.display().to_string()]);
+        this
+    }
+
+    /// A tmpfs of `size` bytes at `dir` (writes past it fail with ENOSPC).
+    pub fn tiny_tmpfs(dir: &std::path::Path, size: u64) -> Self {
+        mount(&["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", &dir.display().to_string()]);
+        Self(dir.to_owned())
+    }
+}
+
+fn mount(args: &[&str]) {
+    let out = Command::new("mount").args(args).output().expect("run mount");
+    assert!(out.status.success(), "mount {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl Drop for TestMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
 /// stdout, stderr and status of an [`Output`], for assertions and messages.
 pub struct Seen {
     pub stdout: String,

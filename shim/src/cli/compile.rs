@@ -18,6 +18,14 @@ pub fn compile(runtime: &Runtime, args: CompileArgs) -> i32 {
             let path = runtime.cache().entry_path(&program.digest());
             let status = match outcome {
                 CacheOutcome::Compiled => "compiled",
+                // Compiling for the cache is this command's whole job.
+                CacheOutcome::Uncached => {
+                    eprintln!(
+                        "wasmlet: the compile cache {} cannot be written (see the warning): nothing was cached",
+                        runtime.cache().dir().display()
+                    );
+                    return 1;
+                }
                 _ => "cached",
             };
             println!("{} {} {status}", program.digest(), path.display());

@@ -199,8 +199,13 @@ mod tests {
         let parsed: oci_spec::runtime::Features = serde_json::from_slice(&features.value).unwrap();
         assert_eq!(parsed.oci_version_min(), "1.0.0");
         let linux = parsed.linux().as_ref().unwrap();
-        use oci_spec::runtime::LinuxNamespaceType::{Ipc, Network, Uts};
-        assert_eq!(linux.namespaces().as_deref(), Some(&[Network, Ipc, Uts][..]));
+        use oci_spec::runtime::LinuxNamespaceType::{Ipc, Network, Pid, Uts};
+        assert_eq!(linux.namespaces().as_deref(), Some(&[Network, Ipc, Uts, Pid][..]));
+        let seccomp = linux.seccomp().as_ref().expect("seccomp");
+        assert_eq!(*seccomp.enabled(), Some(true), "the spec's profile is applied");
+        assert!(seccomp.operators().as_ref().is_some_and(|o| o.len() == 7), "{seccomp:?}");
+        let abi = parsed.annotations().as_ref().and_then(|a| a.get("io.wasmlet.landlock.abi"));
+        assert_eq!(abi, Some(&crate::shim::landlock::abi().to_string()));
         let capabilities = linux.capabilities().as_ref().map_or(0, |c| c.len());
         assert_eq!(capabilities, 41, "the guest process applies every capability the spec names");
         let idmap = linux.mount_extensions().as_ref().and_then(|m| m.idmap().as_ref()).and_then(|i| *i.enabled());

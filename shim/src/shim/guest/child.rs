@@ -43,7 +43,7 @@ pub(super) fn run(
         if launch.serve.is_some() { &[libc::SIGINT, libc::SIGTERM, libc::SIGHUP] } else { &[] };
     crate::shim::pidns::exit_on_signals_as_pid1(draining);
     let cap = MemoryCap::new(launch.memory);
-    let (runtime, program) = match prepare(&launch, runtime) {
+    let (runtime, program) = match prepare(&launch, runtime, &mut from_shim) {
         Ok(prepared) => prepared,
         Err(message) => {
             tell_user(&message);
@@ -135,14 +135,27 @@ pub(super) fn tell_user(message: &str) {
     let _ = writeln!(std::io::stderr(), "wasmlet: {message}");
 }
 
-fn prepare(launch: &Launch, built: Option<Runtime>) -> Result<(Runtime, Program), String> {
+fn prepare(
+    launch: &Launch,
+    built: Option<Runtime>,
+    from_shim: &mut BufReader<UnixStream>,
+) -> Result<(Runtime, Program), String> {
     let digest = launch.digest.parse().map_err(|e| format!("{e}"))?;
     let runtime = match built.filter(|r| r.cache().root() == launch.cache_dir) {
         Some(runtime) => runtime,
         None => Runtime::new(crate::shim::guest_runtime_config(launch.cache_dir.clone()))
             .map_err(|e| format!("creating the Wasm runtime: {e:#}"))?,
     };
-    let program = runtime.load_cached(digest).map_err(|e| e.to_string())?;
+    let program = match launch.code_bytes {
+        // The cache could not keep it: the shim sent the code itself.
+        Some(bytes) => {
+            let mut code = vec![0u8; usize::try_from(bytes).map_err(|_| "compiled code too large".to_owned())?];
+            std::io::Read::read_exact(from_shim, &mut code).map_err(|e| format!("receiving the compiled code: {e}"))?;
+            runtime.load_code(digest, &code)
+        }
+        None => runtime.load_cached(digest),
+    }
+    .map_err(|e| e.to_string())?;
     Ok((runtime, program))
 }
 

@@ -110,7 +110,7 @@ impl PreForked {
             }
         }
         send_fds(self.control.as_raw_fd(), present, &raw)?;
-        super::protocol::send(&mut self.control, &ToGuest::Launch(Box::new(launch.clone())))
+        super::protocol::send_launch(&mut self.control, launch)
     }
 
     pub fn into_control(self) -> UnixStream {

@@ -200,7 +200,7 @@ impl GuestProcess {
         // Waited for by pid (see `wait`), as the pre-forked process is.
         let pid = child.id();
         let id = launch.id.clone();
-        send(&mut &shim_end, &ToGuest::Launch(Box::new(launch)))?;
+        super::protocol::send_launch(&mut &shim_end, &launch)?;
         Self::new(id, pid, shim_end)
     }
 

@@ -27,6 +27,23 @@ pub struct Launch {
     pub memory: Option<u64>,
     /// Serve HTTP on the listener at fd 4 instead of running to completion.
     pub serve: Option<Serve>,
+    /// The compiled code follows the launch on the control socket, this
+    /// many bytes (the compile cache could not keep it).
+    #[serde(default)]
+    pub code_bytes: Option<u64>,
+    /// That code, on the shim's side.
+    #[serde(skip)]
+    pub code: Option<std::sync::Arc<Vec<u8>>>,
+}
+
+/// Send the launch, then the code it carries (see [`Launch::code_bytes`]).
+pub fn send_launch(to: &mut impl Write, launch: &Launch) -> std::io::Result<()> {
+    send(to, &ToGuest::Launch(Box::new(launch.clone())))?;
+    if let Some(code) = &launch.code {
+        to.write_all(code)?;
+        to.flush()?;
+    }
+    Ok(())
 }
 
 /// The fd an HTTP function's listener has in the guest process.
@@ -105,12 +122,18 @@ mod tests {
             stdin: true,
             memory: Some(1 << 20),
             serve: Some(Serve { max_in_flight: 4, max_queued: 8, request_timeout_ms: 2000, max_body_bytes: 1024 }),
+            code_bytes: Some(5),
+            code: Some(std::sync::Arc::new(b"code\n".to_vec())),
         };
         let mut wire = Vec::new();
-        send(&mut wire, &ToGuest::Launch(Box::new(launch.clone()))).unwrap();
+        send_launch(&mut wire, &launch).unwrap();
         send(&mut wire, &ToGuest::Start).unwrap();
         let mut reader = std::io::BufReader::new(wire.as_slice());
-        assert_eq!(receive::<ToGuest>(&mut reader).unwrap(), Some(ToGuest::Launch(Box::new(launch))));
+        let Some(ToGuest::Launch(received)) = receive::<ToGuest>(&mut reader).unwrap() else { panic!("no launch") };
+        assert_eq!(*received, Launch { code: None, ..launch }, "the code is not in the JSON");
+        let mut code = [0u8; 5];
+        std::io::Read::read_exact(&mut reader, &mut code).unwrap();
+        assert_eq!(&code, b"code\n", "the code follows the launch line");
         assert_eq!(receive::<ToGuest>(&mut reader).unwrap(), Some(ToGuest::Start));
         assert_eq!(receive::<ToGuest>(&mut reader).unwrap(), None);
     }

@@ -17,6 +17,7 @@ use containerd_shim::protos::api;
 use oci_spec::runtime::Spec;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use wasmlet_runtime::CacheOutcome;
 use wasmlet_runtime::Compile;
 
 /// What Create needs from the shim beyond the request.
@@ -149,7 +150,12 @@ async fn wasm_guest(
     let runtime = ctx.runtime.wait().await?;
     let loader = runtime.clone();
     let program = match task.wasm.clone() {
-        Some(wasm) => blocking(move || loader.load_file_compiling(&wasm, compile).map_err(|e| TaskError::InvalidArgument(e.to_string()))).await?,
+        Some(wasm) => {
+            blocking(move || {
+                loader.load_file_compiling(&wasm, compile).map_err(|e| TaskError::InvalidArgument(e.to_string()))
+            })
+            .await?
+        }
         None => {
             // Not a file in the rootfs: maybe the image is a Wasm artifact
             // whose layer is the Wasm (its rootfs is empty).
@@ -157,12 +163,24 @@ async fn wasm_guest(
             let digest = blob.digest;
             tracing::info!(image = %blob.image, layer = %blob.digest, media_type = %blob.media_type, "Wasm from the image's layer");
             let what = format!("{} (layer {})", blob.image, blob.digest);
-            blocking(move || loader.load_verified_compiling(&blob.bytes, digest, &what, compile).map_err(|e| TaskError::InvalidArgument(e.to_string()))).await?
+            blocking(move || {
+                loader
+                    .load_verified_compiling(&blob.bytes, digest, &what, compile)
+                    .map_err(|e| TaskError::InvalidArgument(e.to_string()))
+            })
+            .await?
         }
-    }
-    .0;
+    };
+    let (program, outcome) = program;
     // Unknown imports fail Create, as a bad binary fails runc's create.
     runtime.link(&program).map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
+    // A cache that could not keep the code: the guest process gets it from us.
+    let code = match outcome {
+        CacheOutcome::Uncached => {
+            Some(runtime.compiled_code(&program).map_err(|e| TaskError::Internal(e.to_string()))?)
+        }
+        _ => None,
+    };
     let (stdin, stdout, stderr) = (req.stdin.clone(), req.stdout.clone(), req.stderr.clone());
     let (id, namespace) = (req.id.clone(), ctx.containerd.1.clone());
     let (stdio, mut relay) = blocking(move || {
@@ -172,7 +190,7 @@ async fn wasm_guest(
     .await?;
     relay.start().map_err(|e| TaskError::Internal(format!("relaying stdio: {e}")))?;
     tracing::info!(id = %req.id, wasm = %task.wasm_name, digest = %program.digest(), kind = ?program.kind(), "created");
-    Ok((WasmGuest::new(&req.id, runtime, program, task, stdio, relay), fs_view))
+    Ok((WasmGuest::new(&req.id, runtime, program, code, task, stdio, relay), fs_view))
 }
 
 /// The Wasm layer of the container's image, read from containerd's content

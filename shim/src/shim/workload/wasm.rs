@@ -18,15 +18,28 @@ pub struct WasmGuest {
     /// What the guest process is spawned with.
     prepared: Mutex<Option<(WasmTask, Stdio)>>,
     pub(super) output: GuestOutput,
+    /// The compiled code, when the compile cache could not keep it (the
+    /// guest process gets it over its control socket).
+    code: Option<Arc<Vec<u8>>>,
 }
 
 impl WasmGuest {
-    /// A guest ready to start; `relay` already copies its output.
-    pub fn new(id: &str, runtime: Arc<Runtime>, program: Program, task: WasmTask, stdio: Stdio, relay: Relay) -> Self {
+    /// A guest ready to start; `relay` already copies its output. `code`:
+    /// see [`WasmGuest::code`].
+    pub fn new(
+        id: &str,
+        runtime: Arc<Runtime>,
+        program: Program,
+        code: Option<Vec<u8>>,
+        task: WasmTask,
+        stdio: Stdio,
+        relay: Relay,
+    ) -> Self {
         Self {
             id: id.to_owned(),
             runtime,
             program,
+            code: code.map(Arc::new),
             prepared: Mutex::new(Some((task, stdio))),
             output: GuestOutput::new(relay),
         }
@@ -69,6 +82,8 @@ impl WasmGuest {
             stdin: false,
             memory: task.limits.memory,
             serve,
+            code_bytes: self.code.as_ref().map(|c| c.len() as u64),
+            code: self.code.clone(),
         }
     }
 
