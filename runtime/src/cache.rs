@@ -17,7 +17,6 @@
 use crate::digest::Digest;
 use crate::error::{CacheError, LoadError};
 use crate::program::Compiled;
-use sha2::{Digest as _, Sha256};
 use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -259,14 +258,7 @@ impl CompileCache {
             Err(e) if e.kind() == ErrorKind::NotFound => return Err(Corrupt("checksum without code".into())),
             Err(e) => return Err(Corrupt(format!("unreadable entry: {e}"))),
         };
-        let actual = checksum_line(&code);
-        if expected.trim_end() != actual.trim_end() {
-            return Err(Corrupt(format!(
-                "checksum mismatch: recorded `{}`, found `{}`",
-                expected.trim_end(),
-                actual.trim_end()
-            )));
-        }
+        wasmlet_content::matches_sum_line(expected.as_bytes(), &code).map_err(Corrupt)?;
         // SAFETY: this file was written by `store` (ours, root-owned cache,
         // atomically renamed) and its bytes match the checksum recorded at
         // write time, so it is exactly what this engine produced.
@@ -295,7 +287,7 @@ impl CompileCache {
 
     fn store(&self, digest: &Digest, code: &[u8]) -> Result<(), CacheError> {
         write_atomically(&self.entry_path(digest), code)?;
-        write_atomically(&self.sum_path(digest), checksum_line(code).as_bytes())?;
+        write_atomically(&self.sum_path(digest), wasmlet_content::sum_line(code).as_bytes())?;
         let dir = File::open(&self.dir).map_err(CacheError::io(&self.dir, "open"))?;
         dir.sync_all().map_err(CacheError::io(&self.dir, "fsync"))
     }
@@ -322,10 +314,6 @@ fn unwritable(err: &std::io::Error) -> bool {
         err.raw_os_error(),
         Some(libc::EROFS | libc::ENOSPC | libc::EDQUOT | libc::EACCES | libc::EPERM | libc::ENOENT)
     )
-}
-
-fn checksum_line(code: &[u8]) -> String {
-    format!("sha256:{} {}\n", hex::encode(Sha256::digest(code)), code.len())
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {

@@ -115,6 +115,27 @@ pub(crate) const TTRPC_ADDRESS_ENV: &str = "TTRPC_ADDRESS";
 /// containerd's runtime type for this shim.
 pub const RUNTIME_TYPE: &str = "io.containerd.wasmlet.v1";
 
+/// For fuzzing (tests/fuzz): read `bytes` as a bundle's `config.json` and
+/// translate it as Create does (the guest's capabilities, limits, compile
+/// budget, confinement, masks; Wasm or Linux), discarding the result. Any
+/// input must give a result or an error, never a panic.
+#[doc(hidden)]
+pub fn translate_spec_for_fuzzing(bytes: &[u8]) {
+    let Ok(spec) = serde_json::from_slice::<oci_spec::runtime::Spec>(bytes) else { return };
+    let rootfs = std::path::Path::new("/nonexistent/wasmlet-fuzz/rootfs");
+    let _ = runc::is_native(&spec, rootfs);
+    let _ = spec::is_pod_sandbox(&spec);
+    let _ = spec::compile_budget(&spec);
+    if let Ok(task) = spec::wasm_task(&spec, rootfs) {
+        let folders: Vec<fs_view::Folder<'_>> =
+            task.caps.preopens.iter().map(|p| fs_view::Folder { host: &p.host, guest: &p.guest }).collect();
+        let _ = fs_view::FsView::new(&spec, &folders);
+    }
+    if let Ok(mut confinement) = confine::Confinement::from_spec(&spec) {
+        confinement.as_after_exec();
+    }
+}
+
 /// Entry point of `containerd-shim-wasmlet-v1`; returns the exit status.
 pub fn main() -> i32 {
     bootstrap::main()
