@@ -71,6 +71,9 @@ pub struct Relay {
     /// The shim's own read ends of the output FIFOs (see [`HeldFifos`]).
     readers: Vec<File>,
     log_binary: Option<std::process::Child>,
+    /// Set when the task is killed: its relays do not wait for their
+    /// output to be read (see [`until_read`]).
+    killed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Open what containerd named (empty means none). Blocking; call off the
@@ -81,7 +84,13 @@ pub fn open(stdin: &str, stdout: &str, stderr: &str, owner: &Owner<'_>) -> std::
         "" => StdinSource::Null,
         path => StdinSource::File(open_stdin(path)?),
     };
-    let mut relay = Relay { streams: Vec::new(), tasks: Vec::new(), readers: Vec::new(), log_binary: None };
+    let mut relay = Relay {
+        streams: Vec::new(),
+        tasks: Vec::new(),
+        readers: Vec::new(),
+        log_binary: None,
+        killed: Default::default(),
+    };
     let (stdout, stderr) = if stdout.starts_with("binary://") || stderr.starts_with("binary://") {
         let uri = if stdout.starts_with("binary://") { stdout } else { stderr };
         let (child, out, err) = start_log_binary(uri, owner)?;
@@ -116,9 +125,15 @@ impl Relay {
                 Destination::File(file) => Writer::File(file),
             };
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-            self.tasks.push((tokio::spawn(relay(from, to, stop_rx)), stop_tx));
+            self.tasks.push((tokio::spawn(relay(from, to, stop_rx, self.killed.clone())), stop_tx));
         }
         Ok(())
+    }
+
+    /// The task is being killed: whatever it wrote that nobody has read by
+    /// its end is not waited for (a kill's exit is never delayed).
+    pub fn killed(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.killed.clone()
     }
 
     /// The task stopped: pass on what the guest wrote, then close every
@@ -181,7 +196,12 @@ impl Writer {
 
 /// Copy the guest's pipe into its destination until the guest closes it or
 /// the task is reported stopped; then copy only what is already in the pipe.
-async fn relay(mut from: pipe::Receiver, mut to: Writer, stop: tokio::sync::oneshot::Receiver<()>) {
+async fn relay(
+    mut from: pipe::Receiver,
+    mut to: Writer,
+    stop: tokio::sync::oneshot::Receiver<()>,
+    killed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut stop = std::pin::pin!(stop);
     let mut stopping = false;
@@ -215,6 +235,43 @@ async fn relay(mut from: pipe::Receiver, mut to: Writer, stop: tokio::sync::ones
                 broken = true;
             }
         }
+    }
+    if let Writer::Pipe(sender) = &to {
+        if !broken {
+            until_read(sender.as_raw_fd(), UNREAD_WAIT, &killed).await;
+        }
+    }
+}
+
+/// How long a task that ended by itself keeps its FIFO open for output
+/// nobody has read yet (within `DRAIN_LIMIT`).
+const UNREAD_WAIT: Duration = Duration::from_millis(500);
+
+/// Wait until the FIFO or pipe `fd` holds no unread bytes, for at most
+/// `limit`. Closing the write end while the client's read end is still
+/// being opened loses what is in the buffer: ctr opens its FIFOs in the
+/// background, and under load that open can come after a short guest has
+/// finished (1 of ~500 parallel `ctr run --rm` of hello came back empty);
+/// the client only learns of the exit after this, so it always gets here.
+/// A killed task waits for nothing; one whose client has left reports its
+/// exit `limit` late.
+async fn until_read(fd: std::os::fd::RawFd, limit: Duration, killed: &std::sync::atomic::AtomicBool) {
+    let started = std::time::Instant::now();
+    loop {
+        if killed.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let mut unread: libc::c_int = 0;
+        // SAFETY: FIONREAD on a pipe fd we own, into a c_int.
+        let ok = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) } == 0;
+        if !ok || unread == 0 {
+            return;
+        }
+        if started.elapsed() >= limit {
+            tracing::debug!(unread, "container output left unread at the stop");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 

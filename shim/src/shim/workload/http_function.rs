@@ -92,6 +92,7 @@ impl Workload for HttpFunction {
     }
 
     async fn kill(&self, signal: i32, _all: bool) -> TaskResult<()> {
+        self.guest.output.killing();
         if let Some(process) = self.process() {
             process.signal(signal);
         }

@@ -109,11 +109,18 @@ pub(super) fn guest_memory_cap(resources: &oci_spec::runtime::LinuxResources) ->
 pub struct GuestOutput {
     relay: Mutex<Option<Relay>>,
     held_fifos: Mutex<Option<HeldFifos>>,
+    killed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl GuestOutput {
     pub fn new(relay: Relay) -> Self {
-        Self { relay: Mutex::new(Some(relay)), held_fifos: Mutex::new(None) }
+        let killed = relay.killed();
+        Self { relay: Mutex::new(Some(relay)), held_fifos: Mutex::new(None), killed }
+    }
+
+    /// The task is being killed (see `Relay::killed`).
+    pub fn killing(&self) {
+        self.killed.store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Pass on what the guest wrote and close the destinations, whoever

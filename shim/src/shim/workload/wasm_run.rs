@@ -46,6 +46,7 @@ impl Workload for WasmRun {
     }
 
     async fn kill(&self, signal: i32, _all: bool) -> TaskResult<()> {
+        self.output.killing();
         self.process.signal(signal);
         Ok(())
     }
