@@ -35,8 +35,7 @@ pub struct RunArgs {
 }
 
 pub fn run(runtime: &std::sync::Arc<Runtime>, args: RunArgs) -> i32 {
-    let name = args.file.to_string_lossy().into_owned();
-    let argv = std::iter::once(name).chain(args.args.iter().cloned()).collect();
+    let argv = std::iter::once(argv0(&args.file)).chain(args.args.iter().cloned()).collect();
     let caps = match args.grants.capabilities(argv) {
         Ok(caps) => caps,
         Err(msg) => {
@@ -139,5 +138,14 @@ impl GrantArgs {
             stderr: StdoutSink::Inherit,
             network: self.net,
         })
+    }
+}
+
+/// The guest's `argv[0]`: a file's name as wasmtime passes it (not the host
+/// path, which says where the host keeps it), or a registry reference as given.
+pub(super) fn argv0(file: &std::path::Path) -> String {
+    match file.file_name().filter(|_| file.exists()) {
+        Some(name) => name.to_string_lossy().into_owned(),
+        None => file.to_string_lossy().into_owned(),
     }
 }

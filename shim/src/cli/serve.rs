@@ -45,8 +45,7 @@ pub struct ServeArgs {
 }
 
 pub fn serve(runtime: Arc<Runtime>, args: ServeArgs) -> i32 {
-    let name = args.file.to_string_lossy().into_owned();
-    let caps = match args.grants.capabilities(vec![name]) {
+    let caps = match args.grants.capabilities(vec![super::run::argv0(&args.file)]) {
         Ok(caps) => caps,
         Err(msg) => {
             eprintln!("wasmlet: {msg}");
