@@ -10,9 +10,9 @@ use std::path::Path;
 use std::process::{Child, Command, Output};
 use wasmlet_tests::bin;
 
-/// A bundle whose rootfs has the files the self-test expects, and `spec`
-/// (the process and linux parts) as its config.
-fn bundle(dir: &Path, process: serde_json::Value, linux: serde_json::Value) {
+/// A bundle whose rootfs has the files the self-test expects, and a spec of
+/// these process, linux and annotations parts as its config.
+fn bundle(dir: &Path, process: serde_json::Value, linux: serde_json::Value, annotations: serde_json::Value) {
     let rootfs = dir.join("rootfs");
     std::fs::create_dir_all(rootfs.join("locked")).unwrap();
     std::fs::create_dir_all(rootfs.join("open")).unwrap();
@@ -24,6 +24,7 @@ fn bundle(dir: &Path, process: serde_json::Value, linux: serde_json::Value) {
     }
     let config = serde_json::json!({
         "ociVersion": "1.1.0", "process": process, "root": {"path": "rootfs"}, "linux": linux,
+        "annotations": annotations,
     });
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
 }
@@ -86,6 +87,15 @@ fn self_test(bundle: &Path, services: &NodeServices) -> Output {
         .unwrap()
 }
 
+/// The self-test of `bundle`, which must pass (every escape refused, every
+/// control allowed): its output and stdout.
+fn self_test_passes(bundle: &Path, services: &NodeServices) -> (Output, String) {
+    let out = self_test(bundle, services);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    (out, stdout)
+}
+
 /// The self-test's line for `attempt`, e.g. "denied (Permission denied (os error 13))".
 fn outcome(output: &Output, attempt: &str) -> String {
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -108,11 +118,9 @@ fn a_non_root_guest_reaches_nothing_of_the_node() {
         serde_json::json!({"user": {"uid": 1000, "gid": 1000}, "args": ["/app.wasm"], "cwd": "/",
             "noNewPrivileges": true, "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}]}),
         serde_json::json!({"namespaces": [{"type": "network", "path": netns.path()}]}),
+        serde_json::json!({}),
     );
-    let services = NodeServices::start();
-    let out = self_test(dir.path(), &services);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let (out, stdout) = self_test_passes(dir.path(), &NodeServices::start());
     assert!(stdout.contains("uid 1000, Landlock enforced"), "{stdout}");
     // Granted: its own folder, as its own user.
     assert_eq!(outcome(&out, "read a readable file"), "allowed");
@@ -151,11 +159,9 @@ fn root_without_capabilities_under_a_permissive_profile_is_still_confined() {
         serde_json::json!({"user": {"uid": 0, "gid": 0}, "args": ["/app.wasm"], "cwd": "/"}),
         serde_json::json!({"namespaces": [{"type": "network", "path": netns.path()}],
             "seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}),
+        serde_json::json!({}),
     );
-    let services = NodeServices::start();
-    let out = self_test(dir.path(), &services);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let (out, stdout) = self_test_passes(dir.path(), &NodeServices::start());
     assert!(stdout.contains("uid 0, Landlock enforced"), "{stdout}");
     for attempt in ["outside the preopens (/etc/passwd)", "/proc/self/mem read-write", "init process's environment"] {
         assert!(outcome(&out, attempt).contains(EACCES), "{attempt}: {stdout}");
@@ -179,6 +185,7 @@ fn the_self_test_reports_what_the_spec_grants() {
         serde_json::json!({"user": {"uid": 0, "gid": 0}, "args": ["/app.wasm"], "cwd": "/",
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps}}),
         serde_json::json!({"seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}),
+        serde_json::json!({}),
     );
     let out = self_test(dir.path(), &NodeServices::start());
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
@@ -196,14 +203,9 @@ fn a_guest_with_the_network_cannot_reach_the_nodes_loopback() {
         serde_json::json!({"user": {"uid": 1000, "gid": 1000}, "args": ["/app.wasm"], "cwd": "/",
             "noNewPrivileges": true}),
         serde_json::json!({"namespaces": [{"type": "network", "path": netns.path()}]}),
+        serde_json::json!({"wasmlet.io/network": "allow"}),
     );
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
-    config["annotations"] = serde_json::json!({"wasmlet.io/network": "allow"});
-    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
-    let out = self_test(dir.path(), &NodeServices::start());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let (out, stdout) = self_test_passes(dir.path(), &NodeServices::start());
     // Not Landlock's EACCES (TCP is allowed): the namespace has no route.
     let connect = outcome(&out, "on the node");
     assert!(connect.starts_with("denied") && !connect.contains(EACCES), "{stdout}");

@@ -140,8 +140,10 @@ impl CompileCache {
         // memory, say so once per program.
         let lock = match self.lock(digest) {
             Ok(lock) => Some(lock),
-            Err(CacheError::Io { source, .. }) if unwritable(&source) => None,
-            Err(e) => return Err(e.into()),
+            Err(err) => {
+                self.keep_going(err)?;
+                None
+            }
         };
         match self.try_load(engine, digest, component) {
             Ok(Some(compiled)) => return Ok(self.hit(digest, compiled)),

@@ -255,6 +255,34 @@ impl Confinement {
         caps.effective = CapSet(effective);
     }
 
+    /// Confine the calling process for a guest that runs without an exec
+    /// (the pre-forked guest process, `self-test`): what it can name through
+    /// `folders` (opened at fds `base..`), the capability sets an exec would
+    /// leave, Landlock over those folders (`read_only` for each) and the
+    /// compile cache, then everything [`Confinement::apply`] does. The
+    /// error names what failed.
+    ///
+    /// # Safety
+    /// As for [`Confinement::apply`]; the process must still be root.
+    pub unsafe fn apply_without_exec(
+        &mut self,
+        spec: &Spec,
+        folders: &[crate::shim::fs_view::Folder<'_>],
+        read_only: &[bool],
+        cache_dir: &std::path::Path,
+        network: bool,
+        base: i32,
+    ) -> Result<(), String> {
+        self.fs_view = crate::shim::fs_view::FsView::new(spec, folders);
+        // No exec follows to recompute the capability sets: apply the result.
+        self.as_after_exec();
+        self.landlock = crate::shim::landlock::Landlock::new(base, read_only, cache_dir, network);
+        // SAFETY: the caller's guarantees.
+        unsafe { self.fs_view.apply(base) }.map_err(|e| format!("masking the guest's view of its folders: {e}"))?;
+        // SAFETY: as above.
+        unsafe { self.apply() }.map_err(|e| format!("confining the guest ({}): {e}", self.failed_step))
+    }
+
     /// Apply it to the calling process: namespaces, rlimits, the bounding
     /// set, then identity, capabilities, no_new_privs, umask, Landlock and
     /// seccomp, as runc does: without no_new_privs the filter (and the

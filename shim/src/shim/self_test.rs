@@ -11,9 +11,8 @@
 //! (root's, 0600), `locked/` (root's, 0755) and `open/` (0777).
 
 use super::confine::Confinement;
-use super::fs_view::{Folder, FsView};
+use super::fs_view::Folder;
 use super::guest::protocol::PREOPEN_FD_BASE;
-use super::landlock::Landlock;
 use std::ffi::CString;
 use std::path::PathBuf;
 
@@ -65,18 +64,12 @@ fn run(options: &Options) -> Result<bool, String> {
     let mut confinement = Confinement::from_spec(&spec).map_err(|e| e.to_string())?;
     let folders: Vec<Folder<'_>> =
         task.caps.preopens.iter().map(|p| Folder { host: &p.host, guest: &p.guest }).collect();
-    confinement.fs_view = FsView::new(&spec, &folders);
-    confinement.as_after_exec();
     let read_only: Vec<bool> = task.caps.preopens.iter().map(|p| p.read_only).collect();
     let base = PREOPEN_FD_BASE.max(64);
-    confinement.landlock =
-        Landlock::new(base, &read_only, &wasmlet_runtime::RuntimeConfig::default_cache_dir(), task.caps.network);
-    let landlock = confinement.landlock.enforced();
-    let uid = confinement.uid;
-    // SAFETY: this action runs before any thread starts.
-    unsafe { confinement.fs_view.apply(base) }.map_err(|e| format!("masking the folders: {e}"))?;
-    // SAFETY: as above.
-    unsafe { confinement.apply() }.map_err(|e| format!("confining ({}): {e}", confinement.failed_step))?;
+    let cache_dir = wasmlet_runtime::RuntimeConfig::default_cache_dir();
+    // SAFETY: this action runs before any thread starts, as root.
+    unsafe { confinement.apply_without_exec(&spec, &folders, &read_only, &cache_dir, task.caps.network, base) }?;
+    let (uid, landlock) = (confinement.uid, confinement.landlock.enforced());
     drop(confinement);
     println!("confined: uid {uid}, Landlock {}", if landlock { "enforced" } else { "not available" });
 

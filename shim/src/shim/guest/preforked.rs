@@ -23,8 +23,7 @@
 
 use super::protocol::{receive, Launch, ToGuest, CONTROL_FD, LISTENER_FD, PREOPEN_FD_BASE};
 use crate::shim::confine::Confinement;
-use crate::shim::fs_view::{Folder, FsView};
-use crate::shim::landlock::Landlock;
+use crate::shim::fs_view::Folder;
 use crate::shim::pidns::{ForChildren, PidNamespace};
 use oci_spec::runtime::Spec;
 use std::io::BufReader;
@@ -186,20 +185,14 @@ unsafe fn child(control: UnixStream, spec: &Spec, parent: libc::pid_t) -> i32 {
         Err(err) => return fail(&mut to_shim, format!("confining the guest: {err}")),
     };
     let folders: Vec<Folder<'_>> = launch.preopens.iter().map(|p| Folder { host: &p.host, guest: &p.guest }).collect();
-    confinement.fs_view = FsView::new(spec, &folders);
-    // No exec follows to recompute the capability sets: apply the result.
-    confinement.as_after_exec();
+    let read_only: Vec<bool> = launch.preopens.iter().map(|p| p.read_only).collect();
     // The preopens go above every fd the engine and the confinement hold.
     let base = PREOPEN_FD_BASE.max(highest_open_fd() + 1);
-    let read_only: Vec<bool> = launch.preopens.iter().map(|p| p.read_only).collect();
-    confinement.landlock = Landlock::new(base, &read_only, &launch.cache_dir, launch.network);
     // SAFETY: single-threaded (the engine starts no thread), still root.
-    if let Err(err) = unsafe { confinement.fs_view.apply(base) } {
-        return fail(&mut to_shim, format!("masking the guest's view of its folders: {err}"));
-    }
-    // SAFETY: as above.
-    if let Err(err) = unsafe { confinement.apply() } {
-        return fail(&mut to_shim, format!("confining the guest ({}): {err}", confinement.failed_step));
+    let confined =
+        unsafe { confinement.apply_without_exec(spec, &folders, &read_only, &launch.cache_dir, launch.network, base) };
+    if let Err(message) = confined {
+        return fail(&mut to_shim, message);
     }
     // Its namespace fds and compiled filter are of no use to the guest.
     drop(confinement);

@@ -14,26 +14,19 @@ use crate::shim::netns;
 use crate::shim::spec::{HttpSettings, Network};
 use crate::shim::task::error::{blocking, TaskError, TaskResult};
 use async_trait::async_trait;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub struct HttpFunction {
     guest: WasmGuest,
     confinement: Mutex<Option<Confinement>>,
     process: Mutex<Option<Arc<GuestProcess>>>,
-    /// The shim's until Start, then the guest process's (its namespaces
-    /// are the container's: `kubectl debug --target` joins them).
-    pid: AtomicU32,
+    /// The shim's, until Start reports the guest process's (see `start`).
+    pid: u32,
 }
 
 impl HttpFunction {
     pub fn new(guest: WasmGuest, confinement: Confinement) -> Self {
-        Self {
-            guest,
-            confinement: Mutex::new(Some(confinement)),
-            process: Mutex::new(None),
-            pid: AtomicU32::new(std::process::id()),
-        }
+        Self { guest, confinement: Mutex::new(Some(confinement)), process: Mutex::new(None), pid: std::process::id() }
     }
 
     fn process(&self) -> Option<Arc<GuestProcess>> {
@@ -59,7 +52,7 @@ impl Workload for HttpFunction {
     }
 
     fn pid(&self) -> u32 {
-        self.pid.load(Ordering::Acquire)
+        self.pid
     }
 
     async fn start(&self) -> TaskResult<Started> {
@@ -87,7 +80,8 @@ impl Workload for HttpFunction {
         let process = Arc::new(process);
         process.start().map_err(|e| TaskError::Internal(format!("starting guest {}: {e}", self.guest.id)))?;
         *self.process.lock().unwrap_or_else(|p| p.into_inner()) = Some(process.clone());
-        self.pid.store(process.pid(), Ordering::Release);
+        // The task's pid from now on: its namespaces are the container's
+        // (`kubectl debug --target` joins them), not the shim's.
         Ok(Started { pid: process.pid(), finished: process.finished() })
     }
 
