@@ -192,7 +192,10 @@ fn bad_images_are_refused_with_the_reason_and_leave_the_store_intact() {
     registry.push_manifest("bad/huge-config", "1", &serde_json::to_vec(&manifest).unwrap());
     let s = seen(&node.run(["pull".to_owned(), format!("{}/bad/huge-config:1", registry.addr)]));
     assert_eq!(s.code, Some(1), "{s:?}");
-    assert!(s.stderr.contains("image config of 5242890 bytes exceeds the 4194304-byte limit"), "{s:?}");
+    assert!(
+        s.stderr.contains("image config exceeds the 4194304-byte limit (5242890 bytes declared; nothing downloaded)"),
+        "{s:?}"
+    );
 
     let s = seen(&node.run(["pull".to_owned(), format!("{}/bad/missing:nope", registry.addr)]));
     assert_eq!(s.code, Some(1));
@@ -529,4 +532,25 @@ fn a_silent_registry_times_out_and_an_oversized_blob_is_refused_before_download(
     assert!(temp_files(&node).is_empty(), "{:?}", temp_files(&node));
     let s = seen(&node.run(["pull", &reference]));
     assert_eq!(s.code, Some(0), "{s:?}");
+}
+
+/// A registry that floods a manifest — an endless chunked body, or a
+/// `Content-Length` of 300 MiB — fails the pull at the 4 MiB cap while the
+/// body streams (nothing near 300 MiB is read or held), and stores nothing.
+#[test]
+fn a_flooding_manifest_is_cut_at_the_cap_while_it_streams() {
+    use wasmlet_tests::hostile::{Flood, HostileRegistry};
+    for (flood, says) in [
+        (Flood::Endless, "bytes read before the transfer was cut"),
+        (Flood::Declared(300 << 20), "314572800 bytes declared; nothing read"),
+    ] {
+        let hostile = HostileRegistry::start(flood);
+        let node = Wasmlet::new();
+        let s = seen(&node.run(["pull", &format!("{}/flood/manifest:1", hostile.addr)]));
+        assert_eq!(s.code, Some(1), "{flood:?}: {s:?}");
+        assert!(s.stderr.contains("manifest exceeds the 4194304-byte limit") && s.stderr.contains(says), "{s:?}");
+        // The cap plus what sockets buffer: far from the flood.
+        assert!(hostile.sent() < 32 << 20, "{flood:?}: the registry sent {} bytes", hostile.sent());
+        assert_eq!(store_files(&node), 0, "{flood:?}: something was stored");
+    }
 }

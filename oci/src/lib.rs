@@ -4,7 +4,8 @@
 //! content-addressed store where every blob is verified before it is kept.
 //!
 //! Owns: media types and manifest rules ([`format`]), registry transport and
-//! credentials and CA trust ([`registry`], [`auth`], [`tls`]), the on-disk store ([`store`]), reading a
+//! credentials and CA trust ([`registry`], [`auth`], [`tls`]), manifests read within a size
+//! cap while they stream ([`manifest_get`]), the on-disk store ([`store`]), reading a
 //! file out of a tar layer within a size cap and against its diff_id ([`layer`]), and
 //! resolving a manifest or index to how it packages Wasm ([`resolve`]), for
 //! registries and for the shim's reads of containerd's content store alike.
@@ -15,6 +16,7 @@
 pub mod auth;
 pub mod format;
 pub mod layer;
+pub mod manifest_get;
 pub mod registry;
 pub mod resolve;
 pub mod store;

@@ -4,17 +4,19 @@
 //! Transport: HTTPS, except plain HTTP for `localhost`, `127.0.0.1` and
 //! `[::1]` (any port) or with [`RegistryOptions::insecure`]. Certificates
 //! chain to the system's trust store or to the CAs [`crate::tls`] finds.
-//! Credentials come from the auth file ([`crate::auth`]). Every manifest is size-capped and
-//! every blob's digest and size are checked before it is kept.
+//! Credentials come from the auth file ([`crate::auth`]). Every manifest is size-capped while
+//! it streams ([`crate::manifest_get`]) and every blob's digest and size are checked before it
+//! is kept.
 
 use crate::auth::{credentials_for, AuthError};
 use crate::format::{self, FormatError, Packaging, WasmConfig, INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES};
 use crate::layer::{find_in_layer, LayerCheck};
+use crate::manifest_get::{FetchedManifest, ManifestGetError, ManifestGetter, Transport};
 use crate::resolve::{resolve, ManifestSource, ResolveError, Resolved};
 use crate::store::{ContentStore, StoreError, StoredImage};
 use crate::tls::{extra_roots, CaError};
 use futures_util::StreamExt as _;
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::client::{Certificate, ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
@@ -78,8 +80,9 @@ pub enum PullError {
     BlobTooLarge { reference: String, digest: String, size: u64, limit: u64 },
     #[error("{reference}: registry error: {message}")]
     Registry { reference: String, message: String },
-    #[error("{reference}: {what} of {size} bytes exceeds the {MAX_MANIFEST_BYTES}-byte limit")]
-    ManifestTooLarge { reference: String, what: &'static str, size: usize },
+    /// `size` says what is known of it: declared, or read before the transfer was cut.
+    #[error("{reference}: {what} exceeds the {MAX_MANIFEST_BYTES}-byte limit ({size}); nothing stored")]
+    ManifestTooLarge { reference: String, what: &'static str, size: String },
     #[error("{reference}: unsupported image: {source}")]
     Format {
         reference: String,
@@ -178,7 +181,8 @@ impl Registry {
             .map_err(|e| PullError::BadReference { reference: reference.to_owned(), message: e.to_string() })
     }
 
-    fn client(&self, reference: &Reference) -> Result<Client, CaError> {
+    /// Plain HTTP or HTTPS, and the extra CAs HTTPS trusts, for `reference`'s registry.
+    fn transport(&self, reference: &Reference) -> Result<(ClientProtocol, Vec<Certificate>), CaError> {
         let protocol = if self.options.insecure || is_loopback(reference.registry()) {
             ClientProtocol::Http
         } else {
@@ -188,13 +192,62 @@ impl Registry {
             ClientProtocol::Https => extra_roots(reference.registry(), &self.options.ca_files)?,
             _ => Vec::new(),
         };
-        Ok(Client::new(ClientConfig {
+        Ok((protocol, extra_root_certificates))
+    }
+
+    fn connect_timeout(&self) -> std::time::Duration {
+        self.options.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+    }
+
+    fn read_timeout(&self) -> std::time::Duration {
+        self.options.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT)
+    }
+
+    fn client(&self, protocol: ClientProtocol, extra_root_certificates: Vec<Certificate>) -> Client {
+        Client::new(ClientConfig {
             protocol,
             extra_root_certificates,
-            connect_timeout: Some(self.options.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT)),
-            read_timeout: Some(self.options.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT)),
+            connect_timeout: Some(self.connect_timeout()),
+            read_timeout: Some(self.read_timeout()),
             ..Default::default()
-        }))
+        })
+    }
+
+    /// An oci-client client for blobs, and a manifest reader logged in with it.
+    async fn connect(
+        &self,
+        reference: &Reference,
+        name: &str,
+        auth: &RegistryAuth,
+    ) -> Result<(Client, ManifestGetter), PullError> {
+        let (protocol, roots) = self.transport(reference)?;
+        let client = self.client(protocol.clone(), roots.clone());
+        let transport = Transport {
+            protocol,
+            extra_roots: &roots,
+            connect_timeout: self.connect_timeout(),
+            read_timeout: self.read_timeout(),
+        };
+        let manifests = ManifestGetter::login(&client, transport, reference, auth)
+            .await
+            .map_err(|e| Self::manifest_error(name, e))?;
+        Ok((client, manifests))
+    }
+
+    fn manifest_error(reference: &str, err: ManifestGetError) -> PullError {
+        match err {
+            ManifestGetError::Transport(e) => Self::classify_error(reference, e),
+            ManifestGetError::Status { status: 404, .. } => PullError::NotFound { reference: reference.to_owned() },
+            ManifestGetError::Status { status: 401 | 403, .. } => {
+                PullError::Unauthorized { reference: reference.to_owned(), message: err.to_string() }
+            }
+            ManifestGetError::Status { .. } => {
+                PullError::Registry { reference: reference.to_owned(), message: err.to_string() }
+            }
+            ManifestGetError::TooLarge { sent } => {
+                PullError::ManifestTooLarge { reference: reference.to_owned(), what: "manifest", size: sent }
+            }
+        }
     }
 
     fn classify_error(reference: &str, err: OciDistributionError) -> PullError {
@@ -244,16 +297,15 @@ impl Registry {
     ) -> Result<Pulled, PullError> {
         let reference = Self::parse_reference(reference_text)?;
         let name = reference.whole();
-        let client = self.client(&reference)?;
         let auth = credentials_for(reference.resolve_registry())?;
-        let fail = |e| Self::classify_error(&name, e);
+        let (client, manifests) = self.connect(&reference, &name, &auth).await?;
 
         let accepted: Vec<&str> = MANIFEST_MEDIA_TYPES.iter().chain(INDEX_MEDIA_TYPES).copied().collect();
-        let (top, top_digest) = client.pull_manifest_raw(&reference, &auth, &accepted).await.map_err(fail)?;
-        self.check_manifest(&name, &top, &top_digest, reference.digest())?;
-        let source =
-            RegistryManifests { registry: self, client: &client, reference: &reference, auth: &auth, name: &name };
-        let Resolved { bytes, digest, manifest, packaging } = resolve(&source, top.to_vec()).await?;
+        let FetchedManifest { bytes: top, digest_header } =
+            manifests.get(&reference, &accepted).await.map_err(|e| Self::manifest_error(&name, e))?;
+        self.check_manifest(&name, &top, digest_header.as_deref(), reference.digest())?;
+        let source = RegistryManifests { registry: self, manifests: &manifests, reference: &reference, name: &name };
+        let Resolved { bytes, digest, manifest, packaging } = resolve(&source, top).await?;
         let digest = digest.to_string();
         // Blobs are addressed by repository and digest: any tag will do.
         let target = &reference;
@@ -265,7 +317,7 @@ impl Registry {
             return Err(PullError::ManifestTooLarge {
                 reference: name.clone(),
                 what: "image config",
-                size: config_desc.size() as usize,
+                size: format!("{} bytes declared; nothing downloaded", config_desc.size()),
             });
         }
         let mut blobs = vec![config_desc.digest().to_string()];
@@ -356,18 +408,18 @@ impl Registry {
         &self,
         name: &str,
         bytes: &[u8],
-        registry_digest: &str,
+        registry_digest: Option<&str>,
         pinned: Option<&str>,
     ) -> Result<(), PullError> {
         if bytes.len() > MAX_MANIFEST_BYTES {
             return Err(PullError::ManifestTooLarge {
                 reference: name.to_owned(),
                 what: "manifest",
-                size: bytes.len(),
+                size: format!("{} bytes", bytes.len()),
             });
         }
         // A pinned digest must match what arrived, whatever the registry says.
-        if let Some(expected) = pinned.or(Some(registry_digest).filter(|d| d.starts_with("sha256:"))) {
+        if let Some(expected) = pinned.or(registry_digest.filter(|d| d.starts_with("sha256:"))) {
             verify_digest("manifest", bytes, expected, None)
                 .map_err(|source| PullError::Digest { reference: name.to_owned(), source })?;
         }
@@ -465,7 +517,8 @@ impl Registry {
             Some([0, b'a', b's', b'm', _, _, 1, 0]) => "wasip2",
             _ => return Err(PushError::NotWasm(wasm.iter().take(8).copied().collect())),
         };
-        let client = self.client(&reference)?;
+        let (protocol, roots) = self.transport(&reference)?;
+        let client = self.client(protocol, roots);
         let auth = credentials_for(reference.resolve_registry())?;
         let fail = |e: OciDistributionError| PushError::Registry { reference: name.clone(), message: error_chain(&e) };
         client.auth(&reference, &auth, oci_client::RegistryOperation::Push).await.map_err(fail)?;
@@ -644,9 +697,8 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// A registry's manifests, as the resolver reads them.
 struct RegistryManifests<'a> {
     registry: &'a Registry,
-    client: &'a Client,
+    manifests: &'a ManifestGetter,
     reference: &'a Reference,
-    auth: &'a RegistryAuth,
     name: &'a str,
 }
 
@@ -655,13 +707,13 @@ impl ManifestSource for RegistryManifests<'_> {
 
     async fn manifest(&self, digest: &str) -> Result<Vec<u8>, PullError> {
         let target = self.reference.clone_with_digest(digest.to_owned());
-        let (bytes, registry_digest) = self
-            .client
-            .pull_manifest_raw(&target, self.auth, MANIFEST_MEDIA_TYPES)
+        let FetchedManifest { bytes, digest_header } = self
+            .manifests
+            .get(&target, MANIFEST_MEDIA_TYPES)
             .await
-            .map_err(|e| Registry::classify_error(self.name, e))?;
-        self.registry.check_manifest(self.name, &bytes, &registry_digest, Some(digest))?;
-        Ok(bytes.to_vec())
+            .map_err(|e| Registry::manifest_error(self.name, e))?;
+        self.registry.check_manifest(self.name, &bytes, digest_header.as_deref(), Some(digest))?;
+        Ok(bytes)
     }
 
     fn resolve_error(&self, err: ResolveError) -> PullError {
@@ -681,13 +733,16 @@ mod tests {
     fn manifests_over_the_cap_are_refused_before_parsing() {
         let registry = Registry::new(RegistryOptions::default());
         let huge = vec![b' '; MAX_MANIFEST_BYTES + 1];
-        let err = registry.check_manifest("r", &huge, "", None).unwrap_err();
-        assert!(matches!(err, PullError::ManifestTooLarge { size, .. } if size == MAX_MANIFEST_BYTES + 1));
-        assert!(err.to_string().contains("exceeds the"));
+        let err = registry.check_manifest("r", &huge, None, None).unwrap_err();
+        assert!(matches!(err, PullError::ManifestTooLarge { .. }));
+        assert!(err
+            .to_string()
+            .contains(&format!("exceeds the 4194304-byte limit ({} bytes)", MAX_MANIFEST_BYTES + 1)));
         let small = b"{}";
         let wrong = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
-        assert!(matches!(registry.check_manifest("r", small, wrong, None), Err(PullError::Digest { .. })));
-        assert!(registry.check_manifest("r", small, &Digest::of(small).to_string(), None).is_ok());
+        assert!(matches!(registry.check_manifest("r", small, Some(wrong), None), Err(PullError::Digest { .. })));
+        assert!(registry.check_manifest("r", small, Some(&Digest::of(small).to_string()), None).is_ok());
+        assert!(matches!(registry.check_manifest("r", small, None, Some(wrong)), Err(PullError::Digest { .. })));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod containerd;
 pub mod cri;
 pub mod faults;
+pub mod hostile;
 pub mod oci;
 pub mod pki;
 pub mod procfs;
