@@ -468,7 +468,7 @@ fn five_hundred_parallel_runs_lose_no_output_and_leak_nothing() {
     assert_eq!(c.run_rm(&[], image, &unique_id("warm"), &[]).status.code(), Some(0));
     let fds = containerd_fds(&c);
     // Other tests run beside this one: look only for what the soak made.
-    let tag = format!("soak-{}-", std::process::id());
+    let tag = format!("parallel-{}-", std::process::id());
     let fds0 = fds();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let failures: Vec<String> = std::thread::scope(|scope| {
@@ -477,7 +477,7 @@ fn five_hundred_parallel_runs_lose_no_output_and_leak_nothing() {
                 scope.spawn(|| {
                     let mut failed = Vec::new();
                     while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < RUNS {
-                        let id = unique_id("soak");
+                        let id = unique_id("parallel");
                         let cgroup = format!("/wasmlet-test/{id}");
                         let out = c.run_rm(&["--cgroup", &cgroup], image, &id, &[]);
                         if out.status.code() != Some(0) || out.stdout != b"hello from wasmlet\n" {
