@@ -503,3 +503,17 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+/// Valid Wasm that needs a feature this engine lacks (a WASI 0.3 component
+/// uses component-model async: `stream`, `future`, async functions) is not
+/// called invalid: the error names the feature.
+#[test]
+fn a_component_needing_component_model_async_is_named_as_such() {
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("p3.wat");
+    std::fs::write(&file, "(component (type $bytes (stream u8)) (type $done (future)))").unwrap();
+    let s = seen(&Wasmlet::new().run(["run".as_ref(), file.as_os_str()]));
+    assert_eq!(s.code, Some(1), "{s:?}");
+    assert!(s.stderr.contains("is valid WebAssembly but uses component-model async (WASI 0.3"), "{s:?}");
+    assert!(!s.stderr.contains("invalid WebAssembly"), "{s:?}");
+}

@@ -280,3 +280,69 @@ fn serving_something_that_is_not_an_http_function_fails_clearly() {
     assert_eq!(s.code, Some(1), "{s:?}");
     assert!(s.stderr.contains("wasi:http/proxy"), "{s:?}");
 }
+
+/// The port opens only once an instance of the function could be made: one
+/// whose initial memory (160 MiB) is over `--memory` fails to start naming
+/// the cause, and no connection attempt made meanwhile is ever accepted;
+/// with room it serves.
+#[test]
+fn a_function_that_cannot_be_instantiated_never_opens_its_port() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let prober = {
+        let (addr, done) = (addr.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut accepted = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                accepted += usize::from(std::net::TcpStream::connect(&addr).is_ok());
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            accepted
+        })
+    };
+    let w = Wasmlet::new();
+    let hefty = http_guest("hefty");
+    let s = seen(&w.run([
+        "serve".as_ref(),
+        "--addr".as_ref(),
+        addr.as_ref(),
+        "--memory".as_ref(),
+        "64Mi".as_ref(),
+        hefty.as_os_str(),
+    ]));
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(s.code, Some(1), "{s:?}");
+    assert!(s.stderr.contains("the function does not fit its memory limit"), "{s:?}");
+    assert!(!s.stderr.contains("serving http://"), "{s:?}");
+    assert_eq!(prober.join().unwrap(), 0, "a connection was accepted before the function could serve");
+
+    let server = Server::start(&hefty, &["--memory", "256Mi"]);
+    assert_eq!(server.get("/").text(), "seen 0\n");
+}
+
+/// A client that leaves mid-response is not an error for the function: the
+/// host drains the rest of its body, so its checked writes succeed and it
+/// ends normally (nothing but its own last line in the log).
+#[test]
+fn a_client_leaving_mid_response_is_not_an_error_in_the_functions_log() {
+    use std::io::Write as _;
+    let server = Server::start(&http_guest("echo"), &[]);
+    let mut client = std::net::TcpStream::connect(&server.addr).unwrap();
+    client.write_all(b"GET /stream/500 HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let mut start = [0u8; 4096];
+    let n = client.read(&mut start).unwrap();
+    assert!(start[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&start[..n]));
+    drop(client); // 32 MiB still to come
+    let mut lines = Vec::new();
+    let started = Instant::now();
+    while !lines.iter().any(|l: &String| l.contains("echo: streamed")) && started.elapsed() < Duration::from_secs(20) {
+        lines.extend(server.stderr_lines());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    lines.extend(server.stderr_lines());
+    assert!(lines.iter().any(|l| l == "echo: streamed 500 chunks"), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("panicked") || l.contains("error")), "{lines:?}");
+    assert_eq!(server.get("/after").status, 200, "still serving");
+}

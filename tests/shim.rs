@@ -577,6 +577,36 @@ fn http_function_serves_in_the_pods_network_namespace_and_drains_on_sigterm() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("echo: to stderr\n"));
 }
 
+/// Start returns once the function listens and can answer: one whose
+/// instance cannot be made (160 MiB of initial memory in a 128 MiB
+/// container) fails Start naming the cause, on the container's stderr too,
+/// instead of running behind an open port that answers every request 500.
+#[test]
+fn an_http_function_that_cannot_be_instantiated_fails_start_with_the_cause() {
+    let c = Containerd::start();
+    let out = tempfile::tempdir().unwrap();
+    let hefty = std::fs::read(wasmlet_tests::http_guest("hefty")).unwrap();
+    let image = "docker.io/wasmlet/http-hefty:latest";
+    c.import(&oci::image_archive(out.path(), image, &[("/http.wasm", &hefty, 0o644)], &["/http.wasm"]));
+    let s = seen(&c.run_rm(&["--memory-limit", "134217728", "--env", "PORT=18482"], image, &unique_id("hefty"), &[]));
+    assert_ne!(s.code, Some(0), "{s:?}");
+    let said = format!("{}{}", s.stdout, s.stderr);
+    assert!(said.contains("HTTP function: instantiation failed: the function does not fit its memory limit"), "{s:?}");
+    assert!(said.contains("wasmlet: instantiation failed"), "the container's stderr says why: {s:?}");
+    // With room, the same function serves at once after Start.
+    let ns = NetNs::new(&unique_id("wasmlet-hefty"));
+    let id = unique_id("hefty-ok");
+    let network = format!("network:{}", ns.path());
+    let run = ["run", "-d", "--runtime", RUNTIME, "--memory-limit", "536870912", "--env", "PORT=18483"];
+    c.ctr_ok(&[&run[..], &["--with-ns", &network, image, &id]].concat());
+    let first = ns.curl("http://127.0.0.1:18483/");
+    assert_eq!(String::from_utf8_lossy(&first.stdout), "seen 0\n\n200", "{}", String::from_utf8_lossy(&first.stderr));
+    c.ctr_ok(&["tasks", "kill", "--signal", "SIGKILL", &id]);
+    wait_stopped(&c, &id);
+    c.ctr_ok(&["tasks", "delete", &id]);
+    c.ctr_ok(&["containers", "delete", &id]);
+}
+
 #[test]
 fn wasm_artifacts_pulled_by_containerd_run_from_the_content_store() {
     let registry = wasmlet_tests::registry::Registry::start();

@@ -71,8 +71,7 @@ pub(crate) fn precompile(
     how: Compile,
 ) -> Result<Vec<u8>, LoadError> {
     match how {
-        Compile::InProcess => in_process(engine, bytes, component)
-            .map_err(|err| LoadError::Invalid { what: what.to_owned(), message: format!("{err:#}") }),
+        Compile::InProcess => in_process(engine, bytes, component).map_err(|err| rejected(what, &format!("{err:#}"))),
         Compile::Within(budget) => in_worker(bytes, component, what, budget),
     }
 }
@@ -160,11 +159,34 @@ fn in_worker(bytes: &[u8], component: bool, what: &str, budget: CompileBudget) -
         return Err(over(OverBudget::Memory(budget.memory)));
     }
     match (status.code(), status.signal()) {
-        (Some(WORKER_INVALID), _) => Err(LoadError::Invalid { what: what.to_owned(), message: message.to_owned() }),
+        (Some(WORKER_INVALID), _) => Err(rejected(what, message)),
         (_, Some(libc::SIGKILL)) => Err(over(OverBudget::Killed("SIGKILL".into()))),
         (_, Some(signal)) => Err(failed(format!("the compiler process died of signal {signal}: {message}"))),
         (code, None) => Err(failed(format!("the compiler process exited with {code:?}: {message}"))),
     }
+}
+
+/// Why the compiler rejected `what`: Wasm that is valid but uses a feature
+/// this engine does not enable is not called invalid.
+fn rejected(what: &str, message: &str) -> LoadError {
+    if message.contains("requires the component model async") {
+        return LoadError::Unsupported {
+            what: what.to_owned(),
+            feature: "component-model async (WASI 0.3: async functions, `stream`, `future`)",
+            detail: message.to_owned(),
+        };
+    }
+    let gated = message.contains("support is not enabled")
+        || message.contains("proposal not enabled")
+        || (message.contains("requires the") && message.contains(" feature"));
+    if gated {
+        return LoadError::Unsupported {
+            what: what.to_owned(),
+            feature: "a WebAssembly proposal this engine does not enable",
+            detail: message.to_owned(),
+        };
+    }
+    LoadError::Invalid { what: what.to_owned(), message: message.to_owned() }
 }
 
 /// The worker's status for Wasm the compiler rejects (its message on stderr).

@@ -17,6 +17,8 @@ pub enum LoadError {
     InvalidText { what: String, message: String },
     #[error("invalid WebAssembly in {what}: {message}")]
     Invalid { what: String, message: String },
+    #[error("{what} is valid WebAssembly but uses {feature}, which this build of wasmlet does not support ({detail})")]
+    Unsupported { what: String, feature: &'static str, detail: String },
     #[error(
         "{what} is a precompiled artifact; running one requires --allow-precompiled (only load artifacts you produced)"
     )]
@@ -76,4 +78,6 @@ pub enum RunError {
     Stdio(#[source] std::io::Error),
     #[error("instantiation failed: {0}")]
     Instantiate(String),
+    #[error("cannot serve: {0}")]
+    Serve(#[source] std::io::Error),
 }

@@ -171,31 +171,38 @@ impl HttpServer {
 
     /// [`HttpServer::serve`] on an executor of its own ([`serve_executor`]
     /// with `threads`), blocking the calling thread until `stop` fires.
-    /// `on_listening` runs on that executor first (to print the address,
-    /// or to spawn signal forwarders).
+    ///
+    /// `socket` is bound, and listening or not: it starts listening only
+    /// once [`HttpServer::check_instantiates`] passed, so a port that
+    /// accepts connections can answer them. `on_listening` runs on that
+    /// executor then (to print the address, signal readiness, or spawn
+    /// signal forwarders).
     pub fn serve_blocking(
         &self,
-        listener: std::net::TcpListener,
+        socket: std::net::TcpListener,
         threads: usize,
         stop: &KillSwitch,
         on_listening: impl FnOnce(std::net::SocketAddr),
-    ) -> std::io::Result<Outcome> {
-        let executor = serve_executor(threads)?;
-        listener.set_nonblocking(true)?;
-        // std binds with a backlog of 128; take tokio's 1024 so bursts of
-        // new connections are not refused. Listening again only resizes it.
+    ) -> Result<Outcome, RunError> {
+        let executor = serve_executor(threads).map_err(RunError::Serve)?;
+        executor.block_on(self.check_instantiates())?;
+        socket.set_nonblocking(true).map_err(RunError::Serve)?;
+        // A backlog of 1024 (tokio's) so bursts of new connections are not
+        // refused; on a listening socket (std binds with 128) this resizes it.
         // SAFETY: listen(2) on a socket the listener owns.
-        if unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 1024) } != 0 {
-            return Err(std::io::Error::last_os_error());
+        if unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&socket), 1024) } != 0 {
+            let err = std::io::Error::last_os_error();
+            let addr = socket.local_addr().map_or_else(|_| "its address".to_owned(), |a| a.to_string());
+            return Err(RunError::Serve(std::io::Error::new(err.kind(), format!("listening on {addr}: {err}"))));
         }
         let outcome = executor.block_on(async {
-            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let listener = tokio::net::TcpListener::from_std(socket)?;
             on_listening(listener.local_addr()?);
             Ok(self.serve(listener, stop).await)
         });
         // Requests still streaming after a SIGKILL must not hold the exit.
         executor.shutdown_timeout(Duration::from_millis(100));
-        outcome
+        outcome.map_err(RunError::Serve)
     }
 
     /// Accept HTTP/1.1 and h2c connections on `listener` until `stop` fires.
@@ -302,26 +309,7 @@ impl HttpServer {
     {
         let inner = self.inner.clone();
         let internal = |what: &str, e: wasmtime::Error| (StatusCode::INTERNAL_SERVER_ERROR, format!("{what}: {e:#}"));
-        let mut builder =
-            inner.caps.builder_without_stdio(true).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        set_output(&mut builder, Stream::Stdout, inner.stdout.clone());
-        set_output(&mut builder, Stream::Stderr, inner.stderr.clone());
-        let wasi = builder.build();
-        let state = HttpState {
-            ctx: wasi,
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
-            limiter: MemoryLimiter::for_limits(&inner.limits),
-            hooks: HttpHooks { network: inner.caps.network },
-        };
-        let limits = Limits {
-            memory: inner.limits.memory,
-            memory_cap: inner.limits.memory_cap.clone(),
-            deadline: Some(deadline.saturating_duration_since(tokio::time::Instant::now())),
-        };
-        let mut store: Store<HttpState> =
-            inner.runtime.new_store(state, &limits, &inner.hard_kill, crate::run::Yielding::ToExecutor);
-        store.limiter(|s| &mut s.limiter);
+        let mut store = self.request_store(deadline).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         let max_body = inner.config.max_body_bytes;
         let req = req.map(move |body| {
             Limited::new(body, max_body as usize).map_err(move |e| match e.downcast::<B::Error>() {
@@ -352,7 +340,7 @@ impl HttpServer {
         });
         let timeout = inner.config.request_timeout;
         match rx.await {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => Ok(response.map(|body| DrainOnDrop(Some(body)).boxed_unsync())),
             Ok(Err(code)) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("the function failed: {code:?}"))),
             Err(_) => {
                 // No response was set: the guest returned without one, trapped,
@@ -378,6 +366,95 @@ impl HttpServer {
                     }
                 })
             }
+        }
+    }
+}
+
+impl HttpServer {
+    /// A store for one request's instance, due by `deadline`.
+    fn request_store(&self, deadline: tokio::time::Instant) -> Result<Store<HttpState>, RunError> {
+        let inner = &self.inner;
+        let mut builder = inner.caps.builder_without_stdio(true)?;
+        set_output(&mut builder, Stream::Stdout, inner.stdout.clone());
+        set_output(&mut builder, Stream::Stderr, inner.stderr.clone());
+        let state = HttpState {
+            ctx: builder.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::for_limits(&inner.limits),
+            hooks: HttpHooks { network: inner.caps.network },
+        };
+        let limits = Limits {
+            memory: inner.limits.memory,
+            memory_cap: inner.limits.memory_cap.clone(),
+            deadline: Some(deadline.saturating_duration_since(tokio::time::Instant::now())),
+        };
+        let mut store = inner.runtime.new_store(state, &limits, &inner.hard_kill, crate::run::Yielding::ToExecutor);
+        store.limiter(|s| &mut s.limiter);
+        Ok(store)
+    }
+
+    /// One instance made and dropped before the port opens: a function
+    /// whose instance cannot be made (its memory over the limit, a trapping
+    /// start function) fails here, with the cause, instead of answering
+    /// every request with a 500 behind a port that probes find open.
+    pub async fn check_instantiates(&self) -> Result<(), RunError> {
+        let deadline = tokio::time::Instant::now() + self.inner.config.request_timeout;
+        let mut store = self.request_store(deadline)?;
+        let _ticking = self.inner.runtime.ticker_running();
+        let made = tokio::time::timeout_at(deadline, self.inner.pre.instantiate_async(&mut store)).await;
+        let refused = store.data().limiter.refusal().map(str::to_owned);
+        match (made, refused) {
+            (Ok(Ok(_)), _) => Ok(()),
+            (_, Some(why)) => Err(RunError::Instantiate(format!("the function does not fit its memory limit: {why}"))),
+            (Ok(Err(e)), None) => Err(RunError::Instantiate(format!("the function cannot be instantiated: {e:#}"))),
+            (Err(_), None) => Err(RunError::Instantiate(format!(
+                "the function's instance was not ready within {:?}",
+                self.inner.config.request_timeout
+            ))),
+        }
+    }
+}
+
+/// A response body that, dropped before its end (the client went away),
+/// goes on draining the guest's body in the background: the guest's writes
+/// keep succeeding and it ends as it would have, instead of failing with
+/// `closed` and printing that into the container's log as an error. The
+/// request's deadline still bounds the guest. A body read to its end costs
+/// nothing more.
+struct DrainOnDrop(Option<HyperOutgoingBody>);
+
+impl hyper::body::Body for DrainOnDrop {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let Some(body) = self.0.as_mut() else { return std::task::Poll::Ready(None) };
+        let polled = std::pin::Pin::new(body).poll_frame(cx);
+        if let std::task::Poll::Ready(None | Some(Err(_))) = polled {
+            self.0 = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.as_ref().is_none_or(hyper::body::Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.0.as_ref().map_or_else(|| hyper::body::SizeHint::with_exact(0), hyper::body::Body::size_hint)
+    }
+}
+
+impl Drop for DrainOnDrop {
+    fn drop(&mut self) {
+        let Some(mut body) = self.0.take().filter(|b| !hyper::body::Body::is_end_stream(b)) else { return };
+        if let Ok(executor) = tokio::runtime::Handle::try_current() {
+            tracing::debug!("the client left before the response ended; draining the function's body");
+            executor.spawn(async move { while let Some(Ok(_)) = body.frame().await {} });
         }
     }
 }

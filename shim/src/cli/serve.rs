@@ -73,15 +73,17 @@ pub fn serve(runtime: Arc<Runtime>, args: ServeArgs) -> i32 {
             return LOAD_ERROR_STATUS;
         }
     };
-    let listener = match std::net::TcpListener::bind(args.addr) {
-        Ok(listener) => listener,
+    // Bound now (a taken port fails at once), listening only once an
+    // instance could be made (HttpServer::serve_blocking).
+    let socket = match crate::shim::netns::bound_socket(args.addr) {
+        Ok(socket) => std::net::TcpListener::from(socket),
         Err(err) => {
             eprintln!("wasmlet: cannot listen on {}: {err}", args.addr);
             return LOAD_ERROR_STATUS;
         }
     };
     let stop = KillSwitch::new();
-    let outcome = server.serve_blocking(listener, args.threads, &stop, |local| {
+    let outcome = server.serve_blocking(socket, args.threads, &stop, |local| {
         eprintln!("wasmlet: serving http://{local}/");
         crate::signals::forward_to(stop.clone());
     });

@@ -12,10 +12,13 @@
 //!
 //! HTTP listeners are bound by [`bind`], in a short-lived thread where the
 //! namespace is not the shim's own (`setns` affects only the calling
-//! thread); the socket stays in the namespace it was created in.
+//! thread); the socket stays in the namespace it was created in. It is bound
+//! but not listening: the guest process listens once an instance of the
+//! function could be made, so a port that accepts connections answers them.
 
 use super::spec::Network;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +27,7 @@ pub enum BindError {
     OpenNamespace { path: String, source: std::io::Error },
     #[error("entering network namespace {what}: {source}")]
     Enter { what: String, source: nix::Error },
-    #[error("listening on {addr}: {source}")]
+    #[error("binding {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("the binding thread failed: {0}")]
     Thread(String),
@@ -73,29 +76,36 @@ pub enum Namespace<'a> {
     New,
 }
 
-/// A non-blocking listener on `addr` inside `ns`.
-pub fn bind(ns: Namespace<'_>, addr: SocketAddr) -> Result<TcpListener, BindError> {
-    let listener = match ns {
-        Namespace::Current => listen(addr)?,
+/// A TCP socket bound to `addr` inside `ns`, not yet listening (see the
+/// module docs), and its address (the port chosen, for port 0).
+pub fn bind(ns: Namespace<'_>, addr: SocketAddr) -> Result<(OwnedFd, SocketAddr), BindError> {
+    let socket = match ns {
+        Namespace::Current => bound_socket(addr)?,
         Namespace::Path(path) => {
             let file = open_namespace(path)?;
             let what = path.display().to_string();
             in_thread(move || {
                 enter(&file, &what)?;
-                listen(addr)
+                bound_socket(addr)
             })?
         }
         Namespace::New => in_thread(move || {
             enter_new()?;
-            listen(addr)
+            bound_socket(addr)
         })?,
     };
-    listener.set_nonblocking(true).map_err(|source| BindError::Listen { addr, source })?;
-    Ok(listener)
+    let local = socket.local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(addr);
+    Ok((socket.into(), local))
 }
 
-fn listen(addr: SocketAddr) -> Result<TcpListener, BindError> {
-    TcpListener::bind(addr).map_err(|source| BindError::Listen { addr, source })
+/// socket(2) and bind(2) with `SO_REUSEADDR`, as `TcpListener::bind` does
+/// them, without its listen(2).
+pub fn bound_socket(addr: SocketAddr) -> Result<socket2::Socket, BindError> {
+    let fail = |source| BindError::Listen { addr, source };
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None).map_err(fail)?;
+    socket.set_reuse_address(true).map_err(fail)?;
+    socket.bind(&addr.into()).map_err(fail)?;
+    Ok(socket)
 }
 
 fn in_thread<T: Send + 'static>(f: impl FnOnce() -> Result<T, BindError> + Send + 'static) -> Result<T, BindError> {

@@ -1,7 +1,8 @@
 //! Echoes a request: the method, path and headers as text, then the body,
 //! streamed through chunk by chunk. Special paths exercise the host's limits:
 //! `/trap` traps, `/spin` loops forever, `/sleep/<ms>` waits, `/log` writes
-//! to stdout and stderr, `/grow/<MiB>` allocates that much.
+//! to stdout and stderr, `/grow/<MiB>` allocates that much, `/stream/<n>`
+//! sends n × 64 KiB of body after the echo.
 
 use wasi::http::types::{
     Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
@@ -65,6 +66,18 @@ impl wasi::exports::http::incoming_handler::Guest for Echo {
         ResponseOutparam::set(out, Ok(response));
         let output = body.write().expect("stream of a new body");
         output.blocking_write_and_flush(head.as_bytes()).expect("write head");
+        if let Some(chunks) = route.strip_prefix("/stream/") {
+            // A long body, each write checked: a client that leaves early
+            // must not make a write fail (the host drains what is left).
+            let chunks: usize = chunks.parse().unwrap_or(0);
+            let chunk = vec![b'x'; 64 * 1024];
+            for _ in 0..chunks {
+                for piece in chunk.chunks(4096) {
+                    output.blocking_write_and_flush(piece).expect("write body");
+                }
+            }
+            eprintln!("echo: streamed {chunks} chunks");
+        }
         let incoming: IncomingBody = request.consume().expect("request body");
         let input = incoming.stream().expect("request body stream");
         loop {

@@ -73,7 +73,7 @@ pub(super) fn run(
     });
     let limits = Limits { memory: launch.memory, memory_cap: Some(cap), deadline: None };
     let ran = match &launch.serve {
-        Some(serve) => serve_http(runtime, &program, capabilities(&launch), limits, serve),
+        Some(serve) => serve_http(runtime, &program, capabilities(&launch), limits, serve, &to_shim),
         None => runtime.run_blocking(RunRequest {
             program,
             entry: launch.export.clone().map_or(Entry::Default, Entry::Export),
@@ -104,14 +104,15 @@ pub(super) fn run(
     status
 }
 
-/// Serve HTTP on the listener the shim bound (fd 4) until SIGTERM (drain,
-/// status 0) or SIGKILL.
+/// Serve HTTP on the socket the shim bound (fd 4) until SIGTERM (drain,
+/// status 0) or SIGKILL; tell the shim once it listens.
 fn serve_http(
     runtime: Runtime,
     program: &Program,
     caps: Capabilities,
     limits: Limits,
     serve: &Serve,
+    to_shim: &UnixStream,
 ) -> Result<wasmlet_runtime::Outcome, wasmlet_runtime::RunError> {
     let config = ServeConfig {
         max_in_flight: serve.max_in_flight,
@@ -121,11 +122,12 @@ fn serve_http(
     };
     let server = HttpServer::new(Arc::new(runtime), program, caps, limits, config)?;
     // SAFETY: the shim hands fd 4 to this process as the function's listener.
-    let listener = unsafe { std::net::TcpListener::from_raw_fd(LISTENER_FD) };
+    let socket = unsafe { std::net::TcpListener::from_raw_fd(LISTENER_FD) };
     let stop = KillSwitch::new();
-    server
-        .serve_blocking(listener, 1, &stop, |_| crate::signals::forward_to(stop.clone()))
-        .map_err(|e| wasmlet_runtime::RunError::Instantiate(format!("serving HTTP: {e}")))
+    server.serve_blocking(socket, 1, &stop, |_| {
+        crate::signals::forward_to(stop.clone());
+        let _ = send(&mut &*to_shim, &FromGuest::Serving);
+    })
 }
 
 /// Why the guest never ran, on its stderr: the container's log, where

@@ -31,6 +31,8 @@ pub struct GuestProcess {
     reaped: AtomicBool,
     control: Mutex<UnixStream>,
     reports: Mutex<Option<BufReader<UnixStream>>>,
+    /// How the run ended, if [`GuestProcess::wait_serving`] read it first.
+    early_report: Mutex<Option<FromGuest>>,
 }
 
 /// The guest's stdio as fds of our own (`None`: it gets `/dev/null`).
@@ -121,6 +123,7 @@ impl GuestProcess {
             reaped: AtomicBool::new(false),
             control: Mutex::new(shim_end),
             reports: Mutex::new(Some(reports)),
+            early_report: Mutex::new(None),
         })
     }
 
@@ -212,6 +215,27 @@ impl GuestProcess {
         send(&mut *self.control.lock().unwrap_or_else(|p| p.into_inner()), &ToGuest::Start)
     }
 
+    /// Block until an HTTP function's guest listens (after [`GuestProcess::start`]);
+    /// else why it will not, its report kept for [`GuestProcess::wait`].
+    pub fn wait_serving(&self) -> Result<(), String> {
+        let mut reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(reports) = reports.as_mut() else { return Err("the guest process is being waited for".into()) };
+        loop {
+            let report = match receive::<FromGuest>(reports) {
+                Ok(Some(FromGuest::Ready)) => continue,
+                Ok(Some(FromGuest::Serving)) => return Ok(()),
+                Ok(Some(report)) => report,
+                Ok(None) | Err(_) => return Err("the guest process ended before it could serve".into()),
+            };
+            let why = match &report {
+                FromGuest::Failed(why) => why.clone(),
+                _ => "the function exited before it could serve".into(),
+            };
+            *self.early_report.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+            return Err(why);
+        }
+    }
+
     pub fn set_memory(&self, limit: Option<u64>) {
         let _ = send(&mut *self.control.lock().unwrap_or_else(|p| p.into_inner()), &ToGuest::Memory(limit));
     }
@@ -238,11 +262,12 @@ impl GuestProcess {
     /// that reported its end gives its status; a process killed by a signal
     /// is 128 + signal; one that failed to start is 1 (logged with why).
     pub fn wait(&self) -> Finished {
-        let mut report = None;
+        let mut report = self.early_report.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(mut reports) = self.reports.lock().unwrap_or_else(|p| p.into_inner()).take() {
             while let Ok(Some(message)) = receive::<FromGuest>(&mut reports) {
                 match message {
                     FromGuest::Ready => tracing::debug!(id = %self.id, "guest process ready"),
+                    FromGuest::Serving => tracing::debug!(id = %self.id, "guest process serving"),
                     other => report = Some(other),
                 }
             }

@@ -81,6 +81,8 @@ pub enum ToGuest {
 pub enum FromGuest {
     /// Loaded and waiting for Start.
     Ready,
+    /// An HTTP function's socket is listening and an instance could be made.
+    Serving,
     /// Could not start the guest (the run never began).
     Failed(String),
     /// The run ended: its exit status as containerd reports it.

@@ -1,9 +1,11 @@
 //! A Wasm HTTP function (`wasi:http/incoming-handler`): at Start the shim
-//! binds its listener in the pod's network namespace (so readiness probes
-//! pass once Start returns, and a port below 1024 needs no capability in
-//! the guest), then hands it to a confined guest process that serves every
-//! request with a fresh instance until killed (SIGTERM drains in-flight
-//! requests: status 0).
+//! binds its socket in the pod's network namespace (so a port below 1024
+//! needs no capability in the guest), then hands it to a confined guest
+//! process that listens once it has made an instance of the function, tells
+//! the shim so, and serves every request with a fresh instance until killed
+//! (SIGTERM drains in-flight requests: status 0). Start returns only then:
+//! a readiness probe never finds the port open while it cannot answer, and
+//! a function that cannot be instantiated fails Start with the cause.
 
 use super::wasm::{guest_memory_cap, WasmGuest};
 use super::{Started, Workload};
@@ -34,8 +36,8 @@ impl HttpFunction {
     }
 }
 
-/// Bind the function's listener in the namespace the spec names.
-fn listen(http: &HttpSettings) -> TaskResult<std::net::TcpListener> {
+/// Bind the function's socket in the namespace the spec names.
+fn bind(http: &HttpSettings) -> TaskResult<(std::os::fd::OwnedFd, std::net::SocketAddr)> {
     let ns = match &http.network {
         Network::Host => netns::Namespace::Current,
         Network::Path(path) => netns::Namespace::Path(path),
@@ -71,15 +73,20 @@ impl Workload for HttpFunction {
             max_body_bytes: http.serve.max_body_bytes,
         };
         let launch = self.guest.launch(&task, Some(serve));
-        let listener = blocking(move || listen(&http)).await?;
-        tracing::info!(addr = ?listener.local_addr().ok(), "serving HTTP");
+        let (socket, addr) = blocking(move || bind(&http)).await?;
         // Forked on the executor's thread, which lives as long as the shim:
         // the guest's parent-death signal follows the thread that forked it.
-        let process = GuestProcess::spawn(launch, confinement, stdio, Some(listener.into()))
+        let process = GuestProcess::spawn(launch, confinement, stdio, Some(socket))
             .map_err(|e| TaskError::Internal(format!("starting the guest process: {e}")))?;
         let process = Arc::new(process);
-        process.start().map_err(|e| TaskError::Internal(format!("starting guest {}: {e}", self.guest.id)))?;
         *self.process.lock().unwrap_or_else(|p| p.into_inner()) = Some(process.clone());
+        process.start().map_err(|e| TaskError::Internal(format!("starting guest {}: {e}", self.guest.id)))?;
+        let serving = process.clone();
+        blocking(move || {
+            serving.wait_serving().map_err(|why| TaskError::FailedPrecondition(format!("HTTP function: {why}")))
+        })
+        .await?;
+        tracing::info!(%addr, "serving HTTP");
         // The task's pid from now on: its namespaces are the container's
         // (`kubectl debug --target` joins them), not the shim's.
         Ok(Started { pid: process.pid(), finished: process.finished() })
