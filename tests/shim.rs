@@ -658,6 +658,61 @@ fn wasm_artifacts_pulled_by_containerd_run_from_the_content_store() {
     assert!(log.contains("Wasm from the image's layer"), "{log}");
 }
 
+/// `wasmlet precompile --watch` compiles an image's Wasm layer when
+/// containerd creates the image (a pull), into the cache the shim uses: the
+/// first container of it then maps the code, compiling nothing at Create.
+#[test]
+fn images_are_compiled_when_they_arrive_not_at_their_first_create() {
+    let registry = wasmlet_tests::registry::Registry::start();
+    let c = Containerd::start();
+    let mut agent = std::process::Command::new(wasmlet_tests::bin("wasmlet"))
+        .args(["precompile", "--watch", "--address", &c.address, "--namespace", "wasmlet-test"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wasm no cache has seen: hello with a custom section of its own.
+    let nonce = unique_id("precompile");
+    let name = b"wasmlet-test-nonce";
+    let mut wasm = std::fs::read(guest("hello", false)).unwrap();
+    let section = [&[name.len() as u8][..], name, nonce.as_bytes()].concat();
+    wasm.extend([0, section.len() as u8]);
+    wasm.extend(&section);
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("hello.wasm");
+    std::fs::write(&file, &wasm).unwrap();
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&wasm));
+    let reference =
+        format!("{}/wasmlet/precompiled:{}", registry.addr, nonce.replace(|c: char| !c.is_alphanumeric(), ""));
+    let mut push: Vec<&std::ffi::OsStr> = vec!["push".as_ref(), "--format".as_ref(), "runwasi".as_ref()];
+    if Containerd::series() == "1.6" {
+        push.push("--legacy-unpack".as_ref());
+    }
+    push.extend([file.as_os_str(), reference.as_ref()]);
+    let s = seen(&wasmlet_tests::Wasmlet::new().run(push));
+    assert_eq!(s.code, Some(0), "{s:?}");
+
+    c.ctr_ok(&["images", "pull", "--plain-http", &reference]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = agent.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let said = rx.recv_timeout(Duration::from_secs(60)).expect("the agent compiled nothing within 60 s");
+    assert_eq!(said, format!("sha256:{digest} {reference} compiled"));
+    let log_before = c.log().matches("compiled and cached").count();
+    let s = seen(&c.run_rm(&[], &reference, &unique_id("precompiled"), &[]));
+    assert_eq!((s.code, s.stdout.as_str()), (Some(0), "hello from wasmlet\n"), "{s:?}\n{}", c.log());
+    assert_eq!(c.log().matches("compiled and cached").count(), log_before, "Create compiled it again: {}", c.log());
+
+    // SIGTERM ends the agent cleanly.
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    assert_eq!(agent.wait().unwrap().code(), Some(0));
+}
+
 /// One Task API call under an explicit service name: containerd 1.6/1.7
 /// (and 2.x given a bare address from `start`) call `containerd.task.v2.Task`,
 /// containerd 2.x's own v3 shims `containerd.task.v3.Task`.

@@ -7,6 +7,7 @@
 mod compile;
 mod images;
 mod install;
+mod precompile;
 mod run;
 mod serve;
 
@@ -33,6 +34,7 @@ enum Command {
     Run(run::RunArgs),
     Compile(compile::CompileArgs),
     Serve(serve::ServeArgs),
+    Precompile(precompile::PrecompileArgs),
     Push(images::PushArgs),
     Pull(images::PullArgs),
     /// List the images in the local store
@@ -46,6 +48,11 @@ enum Command {
 
 /// Parse the command line, run the command, return the process exit status.
 pub fn main() -> i32 {
+    // A compilation `precompile` runs within its budget (wasmlet_runtime::compile).
+    let args: Vec<_> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == wasmlet_runtime::compile::WORKER_ACTION) {
+        return wasmlet_runtime::compile::worker_main(&args.get(2).map(|k| k.to_string_lossy()).unwrap_or_default());
+    }
     // rustls-platform-verifier logs a rejected certificate as an ERROR of its
     // own; the command's error already names it.
     crate::logging::init_stderr("warn,rustls_platform_verifier=off");
@@ -76,6 +83,7 @@ pub fn main() -> i32 {
         Command::Run(args) => run::run(&runtime, args),
         Command::Compile(args) => compile::compile(&runtime, args),
         Command::Serve(args) => serve::serve(runtime, args),
+        Command::Precompile(args) => precompile::precompile(runtime, args),
         Command::Push(_)
         | Command::Pull(_)
         | Command::Images

@@ -7,7 +7,7 @@
 use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::content_client::ContentClient;
 use containerd_client::services::v1::images_client::ImagesClient;
-use containerd_client::services::v1::{GetContainerRequest, GetImageRequest, ReadContentRequest};
+use containerd_client::services::v1::{GetContainerRequest, GetImageRequest, ListImagesRequest, ReadContentRequest};
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::Request;
 use containerd_client::with_namespace;
@@ -116,6 +116,30 @@ impl ContainerdContent {
         let Some(image) = container.map(|c| c.image).filter(|i| !i.is_empty()) else {
             return Ok(None);
         };
+        self.wasm_for_image(&image).await
+    }
+
+    /// The names of the namespace's images.
+    pub async fn image_names(&self) -> Result<Vec<String>, ContainerdError> {
+        let mut images = ImagesClient::new(self.channel.clone());
+        let request = ListImagesRequest { filters: Vec::new() };
+        let listed = images.list(with_namespace!(request, self.namespace)).await.map_err(call("list images"))?;
+        Ok(listed.into_inner().images.into_iter().map(|i| i.name).collect())
+    }
+
+    /// The same store seen from another namespace.
+    pub fn in_namespace(&self, namespace: &str) -> Self {
+        Self { channel: self.channel.clone(), namespace: namespace.to_owned() }
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// The Wasm layer of image `image`; `None` when the image keeps its Wasm
+    /// in the rootfs (or has none).
+    pub async fn wasm_for_image(&self, image: &str) -> Result<Option<WasmBlob>, ContainerdError> {
+        let image = image.to_owned();
         let mut images = ImagesClient::new(self.channel.clone());
         let request = GetImageRequest { name: image.clone() };
         let target = images
