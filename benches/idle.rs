@@ -5,7 +5,7 @@
 //! (% of one core), and PSS per container; and whether a new container
 //! still starts as fast as on an idle node. Runc's sleeping containers are
 //! measured the same way for reference (RUNC_N of them).
-//! Run by `scripts/bench-idle`; N=1000 RUNC_N=100 by default.
+//! Run by `scripts/bench-idle`; N=1000 RUNC_N=1000 by default.
 
 use std::time::{Duration, Instant};
 use wasmlet_tests::containerd::{Containerd, RUNTIME};
@@ -81,7 +81,7 @@ fn main() {
         return;
     }
     let n: usize = std::env::var("N").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-    let runc_n: usize = std::env::var("RUNC_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let runc_n: usize = std::env::var("RUNC_N").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     let window = Duration::from_secs(10);
     let work = tempfile::tempdir().unwrap();
     let c = Containerd::start();
@@ -109,22 +109,24 @@ fn main() {
     let busy: Vec<f64> = (0..10).map(|i| hello_ms(&c, image, &format!("busy-{i}"))).collect();
     remove(&c, &wasm);
 
+    let started = Instant::now();
     let runc = start_sleepers(&c, "io.containerd.runc.v2", image, &["/sleep", "1000000"], "idle-runc", runc_n);
+    let runc_start_s = started.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_secs(3));
     let (runc_wakeups, runc_cpu) = idle_cost("containerd-shim-runc-v2", runc_n, window);
     let (runc_pss, runc_procs) = total_pss_kib("containerd-shim-runc-v2");
     remove(&c, &runc);
 
     let mut md =
-        format!("## {n} sleeping Wasm containers alive at once (started in {start_s:.0} s), over {window:?}\n\n");
-    md.push_str("| runtime | containers | wake-ups / s / container | CPU of all (% of a core) | PSS / container | processes |\n");
-    md.push_str("|---|---|---|---|---|---|\n");
+        format!("## {n} sleeping Wasm containers alive at once, then {runc_n} runc ones, over {window:?} each\n\n");
+    md.push_str("| runtime | containers | started in | wake-ups / s / container | CPU of all (% of a core) | PSS / container | processes |\n");
+    md.push_str("|---|---|---|---|---|---|---|\n");
     md.push_str(&format!(
-        "| wasmlet | {n} | {wakeups:.2} | {cpu:.2} | {:.2} MiB | {procs} |\n",
+        "| wasmlet | {n} | {start_s:.0} s | {wakeups:.2} | {cpu:.2} | {:.2} MiB | {procs} |\n",
         pss as f64 / n as f64 / 1024.0
     ));
     md.push_str(&format!(
-        "| runc (`sleep`) | {runc_n} | {runc_wakeups:.2} | {runc_cpu:.2} | {:.2} MiB | {runc_procs} |\n",
+        "| runc (`sleep`) | {runc_n} | {runc_start_s:.0} s | {runc_wakeups:.2} | {runc_cpu:.2} | {:.2} MiB | {runc_procs} |\n",
         runc_pss as f64 / runc_n.max(1) as f64 / 1024.0
     ));
     md.push_str(&format!(
