@@ -16,4 +16,4 @@ mod sum;
 
 pub use atomic::write_atomically;
 pub use digest::{verify, Digest, DigestError, ParseDigestError};
-pub use sum::{matches_sum_line, sum_line};
+pub use sum::{matches_sum_line, matches_sum_line_read, sum_line};

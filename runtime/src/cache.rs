@@ -4,7 +4,7 @@
 //! `<compat>` names the engine's precompile compatibility hash (wasmtime
 //! version, target, and every setting that changes code), so engines never
 //! load each other's code. Beside each entry:
-//! - `<hex>.sum`: sha256 and length of the `.cwasm`, checked before every
+//! - `<hex>.sum`: CRC-32 and length of the `.cwasm`, checked before every
 //!   load: a truncated or corrupt entry is removed and recompiled, never run.
 //! - `<hex>.lock`: an advisory `flock`, held while checking-and-compiling, so
 //!   two processes that want the same digest at once compile it once.
@@ -255,12 +255,14 @@ impl CompileCache {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Corrupt(format!("unreadable checksum: {e}"))),
         };
-        let code = match fs::read(&entry) {
+        let code = match File::open(&entry) {
             Ok(code) => code,
             Err(e) if e.kind() == ErrorKind::NotFound => return Err(Corrupt("checksum without code".into())),
             Err(e) => return Err(Corrupt(format!("unreadable entry: {e}"))),
         };
-        wasmlet_content::matches_sum_line(expected.as_bytes(), &code).map_err(Corrupt)?;
+        wasmlet_content::matches_sum_line_read(expected.as_bytes(), code)
+            .map_err(|e| Corrupt(format!("unreadable entry: {e}")))?
+            .map_err(Corrupt)?;
         // SAFETY: this file was written by `store` (ours, root-owned cache,
         // atomically renamed) and its bytes match the checksum recorded at
         // write time, so it is exactly what this engine produced.
