@@ -20,32 +20,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use wasmlet_tests::containerd::{Containerd, RUNTIME};
+use wasmlet_tests::netns::NetNs;
+use wasmlet_tests::wasmtime_binary;
 
 const ROUNDS: usize = 2;
 /// Warm starts are cheap: more of them.
 const WARM_PER_ROUND: usize = 3;
-
-/// A network namespace of its own, as CNI would make for a pod.
-struct NetNs(String);
-
-impl NetNs {
-    fn new(name: &str) -> Self {
-        let _ = Command::new("ip").args(["netns", "delete", name]).status();
-        assert!(Command::new("ip").args(["netns", "add", name]).status().unwrap().success());
-        assert!(Command::new("ip").args(["-n", name, "link", "set", "lo", "up"]).status().unwrap().success());
-        Self(name.to_owned())
-    }
-
-    fn path(&self) -> String {
-        format!("/var/run/netns/{}", self.0)
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "delete", &self.0]).status();
-    }
-}
 
 /// One GET of `/` on `addr`: its status line starts with `HTTP/1.1 200`.
 fn answers_200(addr: &str) -> bool {
@@ -184,14 +164,6 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-fn wasmtime_binary() -> PathBuf {
-    let path: PathBuf = std::env::var_os("WASMTIME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/var/cache/wasmlet/tools/bin/wasmtime".into());
-    assert!(path.exists(), "{} missing: run scripts/install-wasmtime-cli", path.display());
-    path
-}
-
 /// `wasmtime serve` of `file` (extra flags first): spawn → first 200.
 fn wasmtime_first_200(wasmtime: &Path, flags: &[&str], file: &Path) -> Duration {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -291,6 +263,7 @@ fn main() {
     }
 
     let list = |v: &[Duration]| v.iter().map(|d| seconds(*d)).collect::<Vec<_>>().join(", ");
+    let summary = |v: &[Duration]| format!("{} ({})", seconds(median(v.to_vec())), list(v));
     let mut md = format!(
         "## A big component on a fresh and a warm node: examples/http/python ({size_mb:.1} MB, componentize-py), containerd {}\n\n",
         Containerd::series()
@@ -298,28 +271,19 @@ fn main() {
     md.push_str(&format!("Image pull from a loopback registry: {}\n\n", list(&pulls)));
     md.push_str("| case | wasmlet (median; all runs) | `wasmtime serve` (median; all runs) |\n|---|---|---|\n");
     md.push_str(&format!(
-        "| fresh node: pull done → first 200 (container created at once) | {} ({}) | start → first 200, compiling: {} ({}) |\n",
-        seconds(median(fresh.clone())),
-        list(&fresh),
-        seconds(median(wt_fresh.clone())),
-        list(&wt_fresh)
+        "| fresh node: pull done → first 200 (container created at once) | {} | start → first 200, compiling: {} |\n",
+        summary(&fresh),
+        summary(&wt_fresh)
+    ));
+    md.push_str(&format!("| same, `wasmlet precompile --watch` running | {} | |\n", summary(&fresh_agent)));
+    md.push_str(&format!(
+        "| image pulled ahead, compiled by the agent: container created → first 200 | {} | |\n",
+        summary(&ahead)
     ));
     md.push_str(&format!(
-        "| same, `wasmlet precompile --watch` running | {} ({}) | |\n",
-        seconds(median(fresh_agent.clone())),
-        list(&fresh_agent)
-    ));
-    md.push_str(&format!(
-        "| image pulled ahead, compiled by the agent: container created → first 200 | {} ({}) | |\n",
-        seconds(median(ahead.clone())),
-        list(&ahead)
-    ));
-    md.push_str(&format!(
-        "| warm node (cached): container created → first 200 | {} ({}) | start → first 200, from its cache (`-C cache=y`): {} ({}) |\n",
-        seconds(median(warm.clone())),
-        list(&warm),
-        seconds(median(wt_warm.clone())),
-        list(&wt_warm)
+        "| warm node (cached): container created → first 200 | {} | start → first 200, from its cache (`-C cache=y`): {} |\n",
+        summary(&warm),
+        summary(&wt_warm)
     ));
     println!("{md}");
     let out = wasmlet_tests::repo_root().join("benches/results/big-function.md");

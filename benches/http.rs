@@ -14,10 +14,10 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use wasmlet_tests::{bin, http_guest, repo_root};
+use wasmlet_tests::{bin, http_guest, repo_root, wasmtime_binary};
 
 struct Server {
     name: &'static str,
@@ -136,14 +136,6 @@ fn wrk(server: &Server, seconds: u64) -> WrkResult {
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
-}
-
-fn wasmtime_binary() -> PathBuf {
-    let path = std::env::var_os("WASMTIME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/var/cache/wasmlet/tools/bin/wasmtime".into());
-    assert!(path.exists(), "{} missing: run scripts/install-wasmtime-cli", path.display());
-    path
 }
 
 fn version(program: &Path) -> String {

@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use wasmlet_tests::containerd::{wait_gone, Containerd, RUNTIME};
+use wasmlet_tests::netns::NetNs;
 use wasmlet_tests::{guest, oci, seen, wat_guest};
 
 /// Container ids must be unique across every containerd on the machine
@@ -496,36 +497,6 @@ fn five_hundred_parallel_runs_lose_no_output_and_leak_nothing() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(fds() <= fds0 + 2, "containerd fds grew {fds0} -> {}", fds());
     assert_soak_left_nothing(&tag);
-}
-
-/// A network namespace made by the test, removed on drop.
-struct NetNs(String);
-
-impl NetNs {
-    fn new(name: &str) -> Self {
-        let status = std::process::Command::new("ip").args(["netns", "add", name]).status().unwrap();
-        assert!(status.success(), "ip netns add {name}");
-        let status = std::process::Command::new("ip").args(["-n", name, "link", "set", "lo", "up"]).status().unwrap();
-        assert!(status.success());
-        NetNs(name.to_owned())
-    }
-
-    fn path(&self) -> String {
-        format!("/var/run/netns/{}", self.0)
-    }
-
-    fn curl(&self, url: &str) -> std::process::Output {
-        std::process::Command::new("ip")
-            .args(["netns", "exec", &self.0, "curl", "-sS", "--max-time", "20", "-w", "\n%{http_code}", url])
-            .output()
-            .unwrap()
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip").args(["netns", "delete", &self.0]).status();
-    }
 }
 
 #[test]

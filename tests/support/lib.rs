@@ -5,6 +5,7 @@ pub mod containerd;
 pub mod cri;
 pub mod faults;
 pub mod hostile;
+pub mod netns;
 pub mod oci;
 pub mod pki;
 pub mod procfs;
@@ -239,4 +240,14 @@ impl std::fmt::Debug for Seen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "status {:?}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
     }
+}
+
+/// `wasmtime` (the wasmtime-cli of the runtime's version) for benchmarks'
+/// baselines: `$WASMTIME`, else what scripts/install-wasmtime-cli installs.
+pub fn wasmtime_binary() -> PathBuf {
+    let path = std::env::var_os("WASMTIME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/var/cache/wasmlet/tools/bin/wasmtime".into());
+    assert!(path.exists(), "{} missing: run scripts/install-wasmtime-cli", path.display());
+    path
 }

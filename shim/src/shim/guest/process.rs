@@ -220,20 +220,20 @@ impl GuestProcess {
     pub fn wait_serving(&self) -> Result<(), String> {
         let mut reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
         let Some(reports) = reports.as_mut() else { return Err("the guest process is being waited for".into()) };
-        loop {
-            let report = match receive::<FromGuest>(reports) {
+        let report = loop {
+            match receive::<FromGuest>(reports) {
                 Ok(Some(FromGuest::Ready)) => continue,
                 Ok(Some(FromGuest::Serving)) => return Ok(()),
-                Ok(Some(report)) => report,
+                Ok(Some(report)) => break report,
                 Ok(None) | Err(_) => return Err("the guest process ended before it could serve".into()),
-            };
-            let why = match &report {
-                FromGuest::Failed(why) => why.clone(),
-                _ => "the function exited before it could serve".into(),
-            };
-            *self.early_report.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
-            return Err(why);
-        }
+            }
+        };
+        let why = match &report {
+            FromGuest::Failed(why) => why.clone(),
+            _ => "the function exited before it could serve".into(),
+        };
+        *self.early_report.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+        Err(why)
     }
 
     pub fn set_memory(&self, limit: Option<u64>) {
