@@ -25,6 +25,14 @@ pub fn run(flags: Flags) -> anyhow::Result<()> {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
+    // Listen first and let `start` return at once: containerd then reads the
+    // address, connects and sends Create while this process still joins the
+    // cgroup and forks the guest (the kernel queues the connection; Create is
+    // read once the server runs). Measured with perf on containerd 2.1: the
+    // set-up below took ~4 ms that containerd used to wait for. The socket is
+    // close-on-exec and the forked guest closes every inherited descriptor.
+    let listener = bind(&flags.socket)?;
+    release_start_process();
     // Join the container's cgroup before anything else, so what the runtime
     // allocates is charged to the container (cgroup v1 does not move charges).
     let spec = oci_spec::runtime::Spec::load("config.json");
@@ -62,10 +70,14 @@ pub fn run(flags: Flags) -> anyhow::Result<()> {
     }
     let executor =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
-    executor.block_on(serve(flags, cgroup))
+    executor.block_on(serve(flags, cgroup, listener))
 }
 
-async fn serve(flags: Flags, cgroup: Option<ContainerCgroup>) -> anyhow::Result<()> {
+async fn serve(
+    flags: Flags,
+    cgroup: Option<ContainerCgroup>,
+    listener: std::os::unix::net::UnixListener,
+) -> anyhow::Result<()> {
     // Build the engine while the Task API already answers: containerd spends
     // a few ms between connecting and calling Create, which hides it.
     let (built, runtime) = SharedRuntime::building();
@@ -98,12 +110,10 @@ async fn serve(flags: Flags, cgroup: Option<ContainerCgroup>) -> anyhow::Result<
     if let Some(v2) = create_task(task).remove(TASK_V3) {
         services.insert(TASK_V2.to_owned(), v2);
     }
-    let listener = bind(&flags.socket)?;
     let mut server = Server::new()
         .add_listener(Listener::try_from(listener).context("creating the ttrpc listener")?)
         .register_service(services);
     server.start().await.context("starting the ttrpc server")?;
-    release_start_process();
     ignore_termination_signals();
     tracing::debug!(socket = %flags.socket, "serving");
     exit.wait().await;
