@@ -215,22 +215,40 @@ impl GuestProcess {
         send(&mut *self.control.lock().unwrap_or_else(|p| p.into_inner()), &ToGuest::Start)
     }
 
+    /// Block until the guest process is confined and has loaded its
+    /// program, waiting for Start (as runc's init waits on its exec FIFO
+    /// when `runc create` returns); else why it will not, its report kept
+    /// for [`GuestProcess::wait`], which tells containerd how it ended.
+    pub fn wait_ready(&self) -> Result<(), String> {
+        self.wait_for(&FromGuest::Ready, "the guest process ended before it was ready", "the guest ended early")
+    }
+
     /// Block until an HTTP function's guest listens (after [`GuestProcess::start`]);
     /// else why it will not, its report kept for [`GuestProcess::wait`].
     pub fn wait_serving(&self) -> Result<(), String> {
+        self.wait_for(
+            &FromGuest::Serving,
+            "the guest process ended before it could serve",
+            "the function exited before it could serve",
+        )
+    }
+
+    /// Read reports up to `wanted` (earlier progress reports are skipped);
+    /// a final report instead is kept for [`GuestProcess::wait`].
+    fn wait_for(&self, wanted: &FromGuest, ended: &str, finished: &str) -> Result<(), String> {
         let mut reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
         let Some(reports) = reports.as_mut() else { return Err("the guest process is being waited for".into()) };
         let report = loop {
             match receive::<FromGuest>(reports) {
-                Ok(Some(FromGuest::Ready)) => continue,
-                Ok(Some(FromGuest::Serving)) => return Ok(()),
+                Ok(Some(report)) if report == *wanted => return Ok(()),
+                Ok(Some(FromGuest::Ready | FromGuest::Serving)) => continue,
                 Ok(Some(report)) => break report,
-                Ok(None) | Err(_) => return Err("the guest process ended before it could serve".into()),
+                Ok(None) | Err(_) => return Err(ended.into()),
             }
         };
         let why = match &report {
             FromGuest::Failed(why) => why.clone(),
-            _ => "the function exited before it could serve".into(),
+            _ => finished.into(),
         };
         *self.early_report.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
         Err(why)

@@ -127,7 +127,7 @@ async fn workload_for(
     // On the executor's own thread, not a blocking-pool one: the guest's
     // parent-death signal fires when the thread that forked it exits, and
     // pool threads exit when idle.
-    guest.into_workload(confinement)
+    guest.into_workload(confinement).await
 }
 
 /// Compile (or load from the cache) and link the Wasm, and open its stdio;

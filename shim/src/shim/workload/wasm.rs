@@ -46,11 +46,16 @@ impl WasmGuest {
     }
 
     /// The workload for this program's kind, run in a guest process
-    /// confined by `confinement`.
-    pub fn into_workload(self, confinement: Confinement) -> TaskResult<Arc<dyn Workload>> {
+    /// confined by `confinement`. A run's process is spawned now and is
+    /// confined and loaded when this returns (a function's, at Start).
+    pub async fn into_workload(self, confinement: Confinement) -> TaskResult<Arc<dyn Workload>> {
         Ok(match self.program.kind() {
             ProgramKind::HttpProxy => Arc::new(HttpFunction::new(self, confinement)),
-            _ => Arc::new(WasmRun::spawn(self, confinement)?),
+            _ => {
+                let run = WasmRun::spawn(self, confinement)?;
+                run.ready().await;
+                Arc::new(run)
+            }
         })
     }
 

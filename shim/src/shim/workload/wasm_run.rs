@@ -28,6 +28,17 @@ impl WasmRun {
         tracing::debug!(id = %guest.id, pid = process.pid(), "guest process spawned");
         Ok(Self { id: guest.id.clone(), process: Arc::new(process), output: guest.output, pid: std::process::id() })
     }
+
+    /// Wait, off the executor, until the guest process is confined and
+    /// loaded. One that failed is not an error here: its report is kept,
+    /// and the task exits 1 at Start with the cause on its stderr.
+    pub async fn ready(&self) {
+        let process = self.process.clone();
+        let waited = tokio::task::spawn_blocking(move || process.wait_ready()).await;
+        if let Ok(Err(why)) = waited {
+            tracing::debug!(id = %self.id, reason = %why, "guest process not ready");
+        }
+    }
 }
 
 #[async_trait]
