@@ -182,7 +182,7 @@ fn kill_stops_a_busy_guest_with_128_plus_signal() {
 fn bad_wasm_fails_create_with_a_clear_error_and_leaves_nothing() {
     let c = Containerd::start();
     let image = guests_image(&c);
-    let ids = [unique_id("missing"), unique_id("text"), unique_id("tty")];
+    let ids = [unique_id("missing"), unique_id("text"), unique_id("tty"), unique_id("import")];
     let s = seen(&c.run_rm(&[], image, &ids[0], &["/nope.wasm"]));
     assert_ne!(s.code, Some(0), "{s:?}");
     assert!(s.stderr.contains("/nope.wasm") && s.stderr.contains("no such file"), "{s:?}");
@@ -191,6 +191,17 @@ fn bad_wasm_fails_create_with_a_clear_error_and_leaves_nothing() {
     assert!(s.stderr.contains("not a WebAssembly file"), "{s:?}");
     let s = seen(&c.run_rm(&["-t"], image, &ids[2], &[]));
     assert_ne!(s.code, Some(0), "{s:?}");
+    // An import no host provides fails Create (the guest process links it
+    // before Create returns), naming the import; no task is left.
+    let work = tempfile::tempdir().unwrap();
+    let missiles = "docker.io/wasmlet/missiles:latest";
+    let module =
+        wat::parse_str(r#"(module (import "env" "launch_missiles" (func)) (func (export "_start")))"#).unwrap();
+    c.import(&oci::image_archive(work.path(), missiles, &[("/m.wasm", &module, 0o644)], &["/m.wasm"]));
+    let s = seen(&c.run_rm(&[], missiles, &ids[3], &[]));
+    assert_ne!(s.code, Some(0), "{s:?}");
+    assert!(s.stderr.contains("unknown import") && s.stderr.contains("env::launch_missiles"), "{s:?}");
+    assert!(!c.ctr_ok(&["tasks", "ls"]).contains(&ids[3]), "a task was left for {}", ids[3]);
     std::thread::sleep(Duration::from_millis(300));
     for id in &ids {
         // Other tests run shims at the same time: look for these ids only.

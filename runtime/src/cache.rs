@@ -75,6 +75,15 @@ pub struct CompileCache {
 /// An entry failed its integrity check.
 struct Corrupt(String);
 
+/// What [`CompileCache::ensure`] left.
+pub(crate) enum Ensured {
+    /// A checked entry ([`CacheOutcome::Disk`]) or one just stored
+    /// ([`CacheOutcome::Compiled`]).
+    Cached(CacheOutcome),
+    /// Compiled, but the cache could not keep it: the code itself.
+    Uncached(Vec<u8>),
+}
+
 impl CompileCache {
     /// Open (creating if needed) the cache folder for `engine` under `root`.
     pub fn open(root: &Path, engine: &Engine) -> Result<Self, CacheError> {
@@ -136,6 +145,37 @@ impl CompileCache {
         if let Ok(Some(compiled)) = self.try_load(engine, digest, component) {
             return Ok(self.hit(digest, compiled));
         }
+        let outcome = match self.ensure(engine, digest, bytes, component, what, how)? {
+            Ensured::Uncached(code) => return Ok((deserialize(engine, &code, component)?, CacheOutcome::Uncached)),
+            Ensured::Cached(outcome) => outcome,
+        };
+        match self.try_load(engine, digest, component) {
+            Ok(Some(compiled)) => Ok((compiled, outcome)),
+            Ok(None) => Err(CacheError::Compile(format!("entry for {digest} vanished after it was checked")).into()),
+            Err(Corrupt(why)) => Err(CacheError::Compile(format!(
+                "entry for {digest} failed its check right after it was written: {why}"
+            ))
+            .into()),
+        }
+    }
+
+    /// Make sure a valid entry for `bytes` exists, compiling and storing it
+    /// if not, without loading it: for a process that hands the running to
+    /// another (the shim's guest process maps the entry itself). Blocks
+    /// while another process compiles the same digest.
+    pub(crate) fn ensure(
+        &self,
+        engine: &Engine,
+        digest: &Digest,
+        bytes: &[u8],
+        component: bool,
+        what: &str,
+        how: crate::compile::Compile,
+    ) -> Result<Ensured, LoadError> {
+        if let Ok(true) = self.check(digest) {
+            self.count_hit(digest);
+            return Ok(Ensured::Cached(CacheOutcome::Disk));
+        }
         // A cache that cannot be written never blocks a run: compile in
         // memory, say so once per program.
         let lock = match self.lock(digest) {
@@ -145,19 +185,22 @@ impl CompileCache {
                 None
             }
         };
-        match self.try_load(engine, digest, component) {
-            Ok(Some(compiled)) => return Ok(self.hit(digest, compiled)),
-            Ok(None) => {}
+        match self.check(digest) {
+            Ok(true) => {
+                self.count_hit(digest);
+                return Ok(Ensured::Cached(CacheOutcome::Disk));
+            }
+            Ok(false) => {}
             Err(Corrupt(why)) => self.evict(digest, &why).or_else(|e| self.keep_going(e))?,
         }
         let started = std::time::Instant::now();
         let code = crate::compile::precompile(engine, bytes, component, what, how)?;
         if lock.is_none() {
-            return self.in_memory(engine, digest, &code, component, "cannot take its lock");
+            return Ok(self.in_memory(digest, code, "cannot take its lock"));
         }
         if let Err(err) = self.store(digest, &code) {
             self.keep_going(err)?;
-            return self.in_memory(engine, digest, &code, component, "cannot store the entry");
+            return Ok(self.in_memory(digest, code, "cannot store the entry"));
         }
         self.counters.compiled.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
@@ -167,14 +210,7 @@ impl CompileCache {
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
             "compiled and cached"
         );
-        match self.try_load(engine, digest, component) {
-            Ok(Some(compiled)) => Ok((compiled, CacheOutcome::Compiled)),
-            Ok(None) => Err(CacheError::Compile(format!("entry for {digest} vanished after it was written")).into()),
-            Err(Corrupt(why)) => Err(CacheError::Compile(format!(
-                "entry for {digest} failed its check right after it was written: {why}"
-            ))
-            .into()),
-        }
+        Ok(Ensured::Cached(CacheOutcome::Compiled))
     }
 
     /// An error the run survives (an unwritable cache), or the error.
@@ -185,28 +221,25 @@ impl CompileCache {
         }
     }
 
-    /// `code`, just compiled by this process, loaded from memory.
-    fn in_memory(
-        &self,
-        engine: &Engine,
-        digest: &Digest,
-        code: &[u8],
-        component: bool,
-        why: &str,
-    ) -> Result<(Compiled, CacheOutcome), LoadError> {
+    /// `code`, just compiled by this process, kept in memory only.
+    fn in_memory(&self, digest: &Digest, code: Vec<u8>, why: &str) -> Ensured {
         tracing::warn!(%digest, path = %self.dir.display(), why, "compile cache not writable; the compiled code stays in memory");
         // Leave no partial entry behind (a full disk may have cut one short).
         for path in [self.sum_path(digest), self.entry_path(digest)] {
             let _ = fs::remove_file(path);
         }
         self.counters.compiled.fetch_add(1, Ordering::Relaxed);
-        Ok((deserialize(engine, code, component)?, CacheOutcome::Uncached))
+        Ensured::Uncached(code)
     }
 
     fn hit(&self, digest: &Digest, compiled: Compiled) -> (Compiled, CacheOutcome) {
+        self.count_hit(digest);
+        (compiled, CacheOutcome::Disk)
+    }
+
+    fn count_hit(&self, digest: &Digest) {
         self.counters.disk_hits.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(%digest, "cache hit");
-        (compiled, CacheOutcome::Disk)
     }
 
     fn lock(&self, digest: &Digest) -> Result<File, CacheError> {
@@ -223,7 +256,7 @@ impl CompileCache {
 
     /// The compiled code for `digest` as the process that stored (or
     /// checked) it moments ago left it, without re-reading it for the
-    /// checksum: for a guest process its shim just loaded the entry for.
+    /// checksum: for a guest process whose shim just checked the entry.
     /// `Ok(None)` when there is no entry.
     pub(crate) fn load_trusted(&self, engine: &Engine, digest: &Digest) -> Result<Option<Compiled>, LoadError> {
         let entry = self.entry_path(digest);
@@ -247,15 +280,16 @@ impl CompileCache {
         loaded.map(Some).map_err(|e| LoadError::IncompatiblePrecompiled { what, message: format!("{e:#}") })
     }
 
-    /// `Ok(None)`: no complete entry. `Err(Corrupt)`: an entry that must not be used.
-    fn try_load(&self, engine: &Engine, digest: &Digest, component: bool) -> Result<Option<Compiled>, Corrupt> {
-        let entry = self.entry_path(digest);
+    /// `Ok(false)`: no complete entry. `Err(Corrupt)`: an entry that must
+    /// not be used. `Ok(true)`: the entry's bytes are those its checksum,
+    /// recorded when it was written, describes.
+    fn check(&self, digest: &Digest) -> Result<bool, Corrupt> {
         let expected = match fs::read_to_string(self.sum_path(digest)) {
             Ok(sum) => sum,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(Corrupt(format!("unreadable checksum: {e}"))),
         };
-        let code = match File::open(&entry) {
+        let code = match File::open(self.entry_path(digest)) {
             Ok(code) => code,
             Err(e) if e.kind() == ErrorKind::NotFound => return Err(Corrupt("checksum without code".into())),
             Err(e) => return Err(Corrupt(format!("unreadable entry: {e}"))),
@@ -263,6 +297,15 @@ impl CompileCache {
         wasmlet_content::matches_sum_line_read(expected.as_bytes(), code)
             .map_err(|e| Corrupt(format!("unreadable entry: {e}")))?
             .map_err(Corrupt)?;
+        Ok(true)
+    }
+
+    /// `Ok(None)`: no complete entry. `Err(Corrupt)`: an entry that must not be used.
+    fn try_load(&self, engine: &Engine, digest: &Digest, component: bool) -> Result<Option<Compiled>, Corrupt> {
+        if !self.check(digest)? {
+            return Ok(None);
+        }
+        let entry = self.entry_path(digest);
         // SAFETY: this file was written by `store` (ours, root-owned cache,
         // atomically renamed) and its bytes match the checksum recorded at
         // write time, so it is exactly what this engine produced.

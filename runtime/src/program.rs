@@ -188,6 +188,54 @@ impl std::fmt::Debug for Program {
     }
 }
 
+impl ProgramKind {
+    /// The kind of the Wasm binary `bytes` (a module, or a component when
+    /// `component`), from its top-level exports alone, as
+    /// [`Program::kind`] would say once compiled: for a process that only
+    /// prepares a program another process runs. `None` when the binary
+    /// cannot be parsed.
+    pub fn of_binary(bytes: &[u8], component: bool) -> Option<Self> {
+        if !component {
+            return Some(ProgramKind::Module);
+        }
+        component_exports_kind(bytes).ok()
+    }
+}
+
+/// [`component_kind`] of a component's bytes: its own export section,
+/// nested modules and components skipped unparsed.
+fn component_exports_kind(bytes: &[u8]) -> Result<ProgramKind, wasmparser::BinaryReaderError> {
+    use wasmparser::{Chunk, Payload};
+    let mut parser = wasmparser::Parser::new(0);
+    let mut rest = bytes;
+    let mut kind = ProgramKind::OtherComponent;
+    loop {
+        let Chunk::Parsed { consumed, payload } = parser.parse(rest, true)? else {
+            return Ok(kind); // not reachable with eof = true
+        };
+        rest = rest.get(consumed..).unwrap_or_default();
+        match payload {
+            // Their bytes follow, and are not the parent's to parse.
+            Payload::ModuleSection { unchecked_range, .. } | Payload::ComponentSection { unchecked_range, .. } => {
+                rest = rest.get(unchecked_range.len()..).unwrap_or_default();
+            }
+            Payload::ComponentExportSection(exports) => {
+                for export in exports {
+                    let name = export?.name.name;
+                    if name.starts_with("wasi:http/incoming-handler@") {
+                        return Ok(ProgramKind::HttpProxy);
+                    }
+                    if name.starts_with("wasi:cli/run@") {
+                        kind = ProgramKind::Command;
+                    }
+                }
+            }
+            Payload::End(_) => return Ok(kind),
+            _ => {}
+        }
+    }
+}
+
 fn component_kind(engine: &Engine, component: &Component) -> ProgramKind {
     let ty = component.component_type();
     let mut kind = ProgramKind::OtherComponent;

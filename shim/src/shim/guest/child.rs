@@ -1,5 +1,5 @@
 //! The guest process itself (`containerd-shim-wasmlet-v1 guest`): read the
-//! launch, build the engine, map the cached code, report ready, wait for
+//! launch, build the engine, map the cached code and link it, report ready, wait for
 //! Start, run the guest with synchronous WASI on this thread, report how it
 //! ended and exit with its status. It logs nothing: its stderr is the
 //! guest's, which only says why a guest could not start; problems go to the
@@ -158,6 +158,8 @@ fn prepare(
         None => runtime.load_cached(digest),
     }
     .map_err(|e| e.to_string())?;
+    // Unknown imports are found before Ready, so they fail Create.
+    runtime.link(&program).map_err(|e| e.to_string())?;
     Ok((runtime, program))
 }
 

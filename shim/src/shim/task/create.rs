@@ -17,7 +17,6 @@ use containerd_shim::protos::api;
 use oci_spec::runtime::Spec;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use wasmlet_runtime::CacheOutcome;
 use wasmlet_runtime::Compile;
 
 /// What Create needs from the shim beyond the request.
@@ -149,10 +148,12 @@ async fn wasm_guest(
     let compile = Compile::Within(compile_budget(spec).map_err(|e| TaskError::InvalidArgument(e.to_string()))?);
     let runtime = ctx.runtime.wait().await?;
     let loader = runtime.clone();
+    // Compiled into the cache if it is not there; the guest process loads
+    // and links it (Create waits for that: see `into_workload`).
     let program = match task.wasm.clone() {
         Some(wasm) => {
             blocking(move || {
-                loader.load_file_compiling(&wasm, compile).map_err(|e| TaskError::InvalidArgument(e.to_string()))
+                loader.prepare_file_compiling(&wasm, compile).map_err(|e| TaskError::InvalidArgument(e.to_string()))
             })
             .await?
         }
@@ -165,21 +166,11 @@ async fn wasm_guest(
             let what = format!("{} (layer {})", blob.image, blob.digest);
             blocking(move || {
                 loader
-                    .load_verified_compiling(&blob.bytes, digest, &what, compile)
+                    .prepare_verified_compiling(&blob.bytes, digest, &what, compile)
                     .map_err(|e| TaskError::InvalidArgument(e.to_string()))
             })
             .await?
         }
-    };
-    let (program, outcome) = program;
-    // Unknown imports fail Create, as a bad binary fails runc's create.
-    runtime.link(&program).map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
-    // A cache that could not keep the code: the guest process gets it from us.
-    let code = match outcome {
-        CacheOutcome::Uncached => {
-            Some(runtime.compiled_code(&program).map_err(|e| TaskError::Internal(e.to_string()))?)
-        }
-        _ => None,
     };
     let (stdin, stdout, stderr) = (req.stdin.clone(), req.stdout.clone(), req.stderr.clone());
     let (id, namespace) = (req.id.clone(), ctx.containerd.1.clone());
@@ -189,8 +180,8 @@ async fn wasm_guest(
     })
     .await?;
     relay.start().map_err(|e| TaskError::Internal(format!("relaying stdio: {e}")))?;
-    tracing::info!(id = %req.id, wasm = %task.wasm_name, digest = %program.digest(), kind = ?program.kind(), "created");
-    Ok((WasmGuest::new(&req.id, runtime, program, code, task, stdio, relay), fs_view))
+    tracing::info!(id = %req.id, wasm = %task.wasm_name, digest = %program.digest, kind = ?program.kind, cache = program.outcome.as_str(), "created");
+    Ok((WasmGuest::new(&req.id, runtime, program, task, stdio, relay), fs_view))
 }
 
 /// The Wasm layer of the container's image, read from containerd's content

@@ -9,12 +9,14 @@ use crate::shim::spec::WasmTask;
 use crate::shim::stdio::{HeldFifos, Relay, Stdio};
 use crate::shim::task::error::{TaskError, TaskResult};
 use std::sync::{Arc, Mutex};
-use wasmlet_runtime::{Entry, Program, ProgramKind, Runtime};
+use wasmlet_runtime::{Entry, Prepared, ProgramKind, Runtime};
 
 pub struct WasmGuest {
     pub(super) id: String,
     runtime: Arc<Runtime>,
-    pub(super) program: Program,
+    /// Its digest and kind (the guest process loads and links it).
+    digest: wasmlet_runtime::Digest,
+    kind: ProgramKind,
     /// What the guest process is spawned with.
     prepared: Mutex<Option<(WasmTask, Stdio)>>,
     pub(super) output: GuestOutput,
@@ -24,22 +26,14 @@ pub struct WasmGuest {
 }
 
 impl WasmGuest {
-    /// A guest ready to start; `relay` already copies its output. `code`:
-    /// see [`WasmGuest::code`].
-    pub fn new(
-        id: &str,
-        runtime: Arc<Runtime>,
-        program: Program,
-        code: Option<Vec<u8>>,
-        task: WasmTask,
-        stdio: Stdio,
-        relay: Relay,
-    ) -> Self {
+    /// A guest ready to start; `relay` already copies its output.
+    pub fn new(id: &str, runtime: Arc<Runtime>, program: Prepared, task: WasmTask, stdio: Stdio, relay: Relay) -> Self {
         Self {
             id: id.to_owned(),
             runtime,
-            program,
-            code: code.map(Arc::new),
+            digest: program.digest,
+            kind: program.kind,
+            code: program.code.map(Arc::new),
             prepared: Mutex::new(Some((task, stdio))),
             output: GuestOutput::new(relay),
         }
@@ -47,13 +41,15 @@ impl WasmGuest {
 
     /// The workload for this program's kind, run in a guest process
     /// confined by `confinement`. A run's process is spawned now and is
-    /// confined and loaded when this returns (a function's, at Start).
+    /// confined, loaded and linked when this returns (a function's, at
+    /// Start): a program it cannot link fails Create, as a bad binary fails
+    /// `runc create`.
     pub async fn into_workload(self, confinement: Confinement) -> TaskResult<Arc<dyn Workload>> {
-        Ok(match self.program.kind() {
+        Ok(match self.kind {
             ProgramKind::HttpProxy => Arc::new(HttpFunction::new(self, confinement)),
             _ => {
                 let run = WasmRun::spawn(self, confinement)?;
-                run.ready().await;
+                run.ready().await?;
                 Arc::new(run)
             }
         })
@@ -69,7 +65,7 @@ impl WasmGuest {
         let caps = &task.caps;
         Launch {
             id: self.id.clone(),
-            digest: self.program.digest().to_string(),
+            digest: self.digest.to_string(),
             cache_dir: self.runtime.cache().root().to_owned(),
             export: match &task.entry {
                 Entry::Default => None,

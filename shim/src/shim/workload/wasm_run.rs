@@ -29,15 +29,19 @@ impl WasmRun {
         Ok(Self { id: guest.id.clone(), process: Arc::new(process), output: guest.output, pid: std::process::id() })
     }
 
-    /// Wait, off the executor, until the guest process is confined and
-    /// loaded. One that failed is not an error here: its report is kept,
-    /// and the task exits 1 at Start with the cause on its stderr.
-    pub async fn ready(&self) {
+    /// Wait, off the executor, until the guest process is confined, has
+    /// loaded and linked the program, and waits for Start; else the cause
+    /// (the process is reaped).
+    pub async fn ready(&self) -> TaskResult<()> {
         let process = self.process.clone();
-        let waited = tokio::task::spawn_blocking(move || process.wait_ready()).await;
-        if let Ok(Err(why)) = waited {
-            tracing::debug!(id = %self.id, reason = %why, "guest process not ready");
+        let waited = tokio::task::spawn_blocking(move || process.wait_ready())
+            .await
+            .unwrap_or_else(|e| Err(format!("waiting for the guest process: {e}")));
+        if let Err(why) = waited {
+            self.process.discard_off_executor().await;
+            return Err(TaskError::InvalidArgument(why));
         }
+        Ok(())
     }
 }
 
