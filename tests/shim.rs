@@ -191,8 +191,8 @@ fn bad_wasm_fails_create_with_a_clear_error_and_leaves_nothing() {
     assert!(s.stderr.contains("not a WebAssembly file"), "{s:?}");
     let s = seen(&c.run_rm(&["-t"], image, &ids[2], &[]));
     assert_ne!(s.code, Some(0), "{s:?}");
-    // An import no host provides fails Create (the guest process links it
-    // before Create returns), naming the import; no task is left.
+    // An import no host provides fails Start (the guest process links it
+    // before Start returns), naming the import; no task is left.
     let work = tempfile::tempdir().unwrap();
     let missiles = "docker.io/wasmlet/missiles:latest";
     let module =

@@ -100,8 +100,30 @@ pub(super) fn run(
         FromGuest::Finished { status, .. } => *status as i32,
         _ => 1,
     };
+    // Nothing more is written: the shim passes the output on and reports
+    // the exit as soon as it reads this, while the process still exits.
+    release_stdio();
     let _ = send(&mut to_shim, &report);
     status
+}
+
+/// Flush what the guest wrote and close the output pipes (stdin too), so
+/// the shim's relays see end-of-file now, not once every thread is gone.
+fn release_stdio() {
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: /dev/null over fds 0-2: they stay valid for anything that
+    // still writes (a WASI thread, the exit path), and no pipe end remains.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null >= 0 {
+            for fd in 0..3 {
+                libc::dup2(null, fd);
+            }
+            libc::close(null);
+        }
+    }
 }
 
 /// Serve HTTP on the socket the shim bound (fd 4) until SIGTERM (drain,
@@ -158,7 +180,7 @@ fn prepare(
         None => runtime.load_cached(digest),
     }
     .map_err(|e| e.to_string())?;
-    // Unknown imports are found before Ready, so they fail Create.
+    // Unknown imports are found before Ready, so they fail Start.
     runtime.link(&program).map_err(|e| e.to_string())?;
     Ok((runtime, program))
 }

@@ -1,6 +1,7 @@
 //! The Create verb: mount the rootfs, read the bundle's spec and pick the
 //! workload it describes (a pod sandbox, a Linux container for runc, or Wasm,
-//! compiled and linked now so a bad binary fails Create as it does under runc).
+//! compiled now so a bad binary fails Create as it does under runc; the guest
+//! process links it, and Start fails if it cannot).
 
 use super::error::{blocking, TaskError, TaskResult};
 use super::lifecycle::{Cleanup, NewContainer};
@@ -126,7 +127,7 @@ async fn workload_for(
     // On the executor's own thread, not a blocking-pool one: the guest's
     // parent-death signal fires when the thread that forked it exits, and
     // pool threads exit when idle.
-    guest.into_workload(confinement).await
+    guest.into_workload(confinement)
 }
 
 /// Compile (or load from the cache) and link the Wasm, and open its stdio;
@@ -149,7 +150,7 @@ async fn wasm_guest(
     let runtime = ctx.runtime.wait().await?;
     let loader = runtime.clone();
     // Compiled into the cache if it is not there; the guest process loads
-    // and links it (Create waits for that: see `into_workload`).
+    // and links it meanwhile (Start waits for that: see `WasmRun::start`).
     let program = match task.wasm.clone() {
         Some(wasm) => {
             blocking(move || {

@@ -102,7 +102,8 @@ impl Workload for HttpFunction {
 
     async fn stopped(&self) {
         self.guest.discard_prepared();
-        if let Some(process) = self.process() {
+        // One that reported its end is exiting by itself (reaped at Delete).
+        if let Some(process) = self.process().filter(|p| !p.reported_end()) {
             process.discard_off_executor().await;
         }
         self.guest.output.close().await;

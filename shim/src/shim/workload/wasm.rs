@@ -40,18 +40,12 @@ impl WasmGuest {
     }
 
     /// The workload for this program's kind, run in a guest process
-    /// confined by `confinement`. A run's process is spawned now and is
-    /// confined, loaded and linked when this returns (a function's, at
-    /// Start): a program it cannot link fails Create, as a bad binary fails
-    /// `runc create`.
-    pub async fn into_workload(self, confinement: Confinement) -> TaskResult<Arc<dyn Workload>> {
+    /// confined by `confinement` (a run's is spawned now, a function's at
+    /// Start).
+    pub fn into_workload(self, confinement: Confinement) -> TaskResult<Arc<dyn Workload>> {
         Ok(match self.kind {
             ProgramKind::HttpProxy => Arc::new(HttpFunction::new(self, confinement)),
-            _ => {
-                let run = WasmRun::spawn(self, confinement)?;
-                run.ready().await?;
-                Arc::new(run)
-            }
+            _ => Arc::new(WasmRun::spawn(self, confinement)?),
         })
     }
 
