@@ -130,8 +130,9 @@ pub struct Confinement {
     pub pid_namespace: crate::shim::pidns::PidNamespace,
     /// The highest capability number this kernel knows.
     last_cap: u32,
-    /// The spec's seccomp profile (or wasmlet's allowlist), compiled.
-    seccomp: crate::shim::seccomp::SeccompFilter,
+    /// The spec's seccomp profile (or wasmlet's allowlist), compiled by
+    /// [`Confinement::compile`].
+    pub seccomp: crate::shim::seccomp::SeccompFilter,
     /// What the guest can name through its preopens (set by the caller,
     /// which knows them).
     pub fs_view: crate::shim::fs_view::FsView,
@@ -233,6 +234,11 @@ impl Confinement {
         })
     }
 
+    /// Compile what [`Confinement::apply`] loads (it must not allocate).
+    pub fn compile(&mut self) -> Result<(), ConfineError> {
+        Ok(self.seccomp.compile()?)
+    }
+
     /// Turn the spec's capability sets into those the process would hold
     /// after exec'ing a file without capabilities of its own, as the kernel
     /// computes them (capabilities(7)) and as a runc container's process
@@ -273,6 +279,7 @@ impl Confinement {
         network: bool,
         base: i32,
     ) -> Result<(), String> {
+        self.compile().map_err(|e| e.to_string())?;
         self.fs_view = crate::shim::fs_view::FsView::new(spec, folders);
         // No exec follows to recompute the capability sets: apply the result.
         self.as_after_exec();

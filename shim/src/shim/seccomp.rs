@@ -164,9 +164,17 @@ pub enum SeccompError {
     Export(std::io::Error),
 }
 
-/// A compiled filter, ready to load in a forked child.
+/// A guest's filter: checked when made, compiled to BPF by
+/// [`SeccompFilter::compile`] (in the guest process, off Create's path: the
+/// daemon only needs to know the spec's profile is usable), then loaded.
 #[derive(Debug)]
 pub struct SeccompFilter {
+    profile: Option<LinuxSeccomp>,
+    compiled: Option<Compiled>,
+}
+
+#[derive(Debug)]
+struct Compiled {
     program: Vec<libc::sock_filter>,
     /// With the spec's profile: a second filter refusing what no Wasm guest
     /// needs (see [`beyond_wasm`]); the kernel applies both.
@@ -175,17 +183,31 @@ pub struct SeccompFilter {
 
 impl SeccompFilter {
     /// The filter for a guest: the spec's profile, else [`GUEST_SYSCALLS`].
+    /// A profile libseccomp cannot express fails here.
     pub fn for_spec(profile: Option<&LinuxSeccomp>) -> Result<Self, SeccompError> {
-        match profile {
-            Some(profile) => Ok(Self {
-                program: Self::compile(&from_profile(profile)?)?,
-                beyond_wasm: Some(Self::compile(&beyond_wasm()?)?),
-            }),
-            None => Ok(Self { program: Self::compile(&allowlist(GUEST_SYSCALLS)?)?, beyond_wasm: None }),
+        if let Some(profile) = profile {
+            from_profile(profile)?;
         }
+        Ok(Self { profile: profile.cloned(), compiled: None })
     }
 
-    fn compile(context: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompError> {
+    /// Compile it to BPF (once), before [`SeccompFilter::load`] (which
+    /// must not allocate).
+    pub fn compile(&mut self) -> Result<(), SeccompError> {
+        if self.compiled.is_some() {
+            return Ok(());
+        }
+        self.compiled = Some(match &self.profile {
+            Some(profile) => Compiled {
+                program: Self::export(&from_profile(profile)?)?,
+                beyond_wasm: Some(Self::export(&beyond_wasm()?)?),
+            },
+            None => Compiled { program: Self::export(&allowlist(GUEST_SYSCALLS)?)?, beyond_wasm: None },
+        });
+        Ok(())
+    }
+
+    fn export(context: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompError> {
         // libseccomp 2.5 exports only to a file descriptor.
         // SAFETY: memfd_create with a valid name; the fd is ours.
         let fd = unsafe { libc::memfd_create(c"wasmlet-seccomp".as_ptr(), libc::MFD_CLOEXEC) };
@@ -220,12 +242,15 @@ impl SeccompFilter {
     /// Call only in a child between fork and exec: it confines the whole
     /// process (which must have no_new_privs or CAP_SYS_ADMIN).
     pub unsafe fn load(&mut self) -> std::io::Result<()> {
+        let Some(compiled) = self.compiled.as_mut() else {
+            return Err(std::io::Error::other("the seccomp filter was not compiled"));
+        };
         // SAFETY: getpid has no preconditions.
         let pid = unsafe { libc::getpid() } as u32;
-        for instruction in self.program.iter_mut().filter(|i| i.k == OWN_PID) {
+        for instruction in compiled.program.iter_mut().filter(|i| i.k == OWN_PID) {
             instruction.k = pid;
         }
-        for program in std::iter::once(&self.program).chain(self.beyond_wasm.as_ref()) {
+        for program in std::iter::once(&compiled.program).chain(compiled.beyond_wasm.as_ref()) {
             let fprog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr().cast_mut() };
             // SAFETY: a valid program that outlives the call.
             let rc = unsafe {
@@ -392,9 +417,17 @@ mod tests {
             ]
         }))
         .unwrap();
-        assert!(!SeccompFilter::for_spec(Some(&profile)).unwrap().program.is_empty());
-        let builtin = SeccompFilter::for_spec(None).unwrap();
+        let compiled = |profile: Option<&LinuxSeccomp>| {
+            let mut filter = SeccompFilter::for_spec(profile).unwrap();
+            filter.compile().unwrap();
+            filter.compiled.unwrap()
+        };
+        assert!(!compiled(Some(&profile)).program.is_empty());
+        let builtin = compiled(None);
         assert_eq!(builtin.program.iter().filter(|i| i.k == OWN_PID).count(), 1, "one own-pid check, for tgkill");
+        // Not compiled, not loadable (load runs where it cannot allocate).
+        // SAFETY: it fails before any syscall.
+        assert!(unsafe { SeccompFilter::for_spec(None).unwrap().load() }.is_err());
     }
 
     /// The built-in filter loaded for real in a forked child: what a guest
@@ -404,6 +437,7 @@ mod tests {
     #[test]
     fn the_builtin_filter_refuses_what_an_escaped_guest_would_try() {
         let mut filter = SeccompFilter::for_spec(None).unwrap();
+        filter.compile().unwrap();
         // SAFETY: the child runs only raw syscalls, then _exit.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0);

@@ -158,9 +158,13 @@ unsafe fn child(control: UnixStream, spec: &Spec, parent: libc::pid_t) -> i32 {
         libc::clearenv();
     }
     name_process(&container_id());
-    // Built now, while containerd is still busy before Create.
+    // Built (and the seccomp filter compiled) now, while containerd is
+    // still busy before Create.
     let runtime = Runtime::new(crate::shim::guest_runtime_config(RuntimeConfig::default_cache_dir())).ok();
-    let confinement = Confinement::from_spec(spec);
+    let confinement = Confinement::from_spec(spec).and_then(|mut confinement| {
+        confinement.compile()?;
+        Ok(confinement)
+    });
     // SAFETY: fd 3 is the control socket, set up above.
     let control = unsafe { UnixStream::from_raw_fd(CONTROL_FD) };
     let Ok(present) = receive_fds(CONTROL_FD) else { return 137 };

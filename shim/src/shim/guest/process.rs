@@ -155,6 +155,7 @@ impl GuestProcess {
         let read_only: Vec<bool> = launch.preopens.iter().map(|p| p.read_only).collect();
         confinement.landlock = Landlock::new(base, &read_only, &launch.cache_dir, launch.network);
         confinement.landlock.allow_exec_of(&std::env::current_exe()?);
+        confinement.compile().map_err(std::io::Error::other)?;
         let pid_namespace = std::mem::take(&mut confinement.pid_namespace);
         let guest_fd = guest_end.as_raw_fd();
         let mut command = Command::new("/proc/self/exe");
