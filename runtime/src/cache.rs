@@ -145,7 +145,7 @@ impl CompileCache {
         if let Ok(Some(compiled)) = self.try_load(engine, digest, component) {
             return Ok(self.hit(digest, compiled));
         }
-        let outcome = match self.ensure(engine, digest, bytes, component, what, how)? {
+        let outcome = match self.ensure_locked(engine, digest, bytes, component, what, how)? {
             Ensured::Uncached(code) => return Ok((deserialize(engine, &code, component)?, CacheOutcome::Uncached)),
             Ensured::Cached(outcome) => outcome,
         };
@@ -172,10 +172,25 @@ impl CompileCache {
         what: &str,
         how: crate::compile::Compile,
     ) -> Result<Ensured, LoadError> {
+        // Fast path without the lock: the common case on a warm node.
         if let Ok(true) = self.check(digest) {
             self.count_hit(digest);
             return Ok(Ensured::Cached(CacheOutcome::Disk));
         }
+        self.ensure_locked(engine, digest, bytes, component, what, how)
+    }
+
+    /// [`CompileCache::ensure`] after its fast path missed: check again
+    /// under the digest's lock, then compile and store.
+    fn ensure_locked(
+        &self,
+        engine: &Engine,
+        digest: &Digest,
+        bytes: &[u8],
+        component: bool,
+        what: &str,
+        how: crate::compile::Compile,
+    ) -> Result<Ensured, LoadError> {
         // A cache that cannot be written never blocks a run: compile in
         // memory, say so once per program.
         let lock = match self.lock(digest) {

@@ -33,6 +33,13 @@ pub enum LoadError {
     Cache(#[from] CacheError),
 }
 
+impl LoadError {
+    /// `what` is not Wasm: named with its first bytes.
+    pub(crate) fn not_wasm(bytes: &[u8], what: &str) -> Self {
+        LoadError::NotWasm { what: what.to_owned(), magic: bytes.iter().take(8).copied().collect() }
+    }
+}
+
 /// Failures of the compile cache's storage (never a reason to serve bad code).
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {

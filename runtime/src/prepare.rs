@@ -34,13 +34,11 @@ impl Runtime {
     pub fn prepare_file_compiling(&self, path: &Path, how: Compile) -> Result<Prepared, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
         let what = path.display().to_string();
-        match detect(&bytes, &what)? {
+        match WasmFormat::of(&bytes, &what)? {
             WasmFormat::Module => self.prepare_binary(&bytes, Digest::of(&bytes), false, &what, how),
             WasmFormat::Component => self.prepare_binary(&bytes, Digest::of(&bytes), true, &what, how),
             WasmFormat::Text => {
-                let binary = wat::parse_bytes(&bytes)
-                    .map_err(|e| LoadError::InvalidText { what: what.clone(), message: e.to_string() })?;
-                let component = WasmFormat::detect(&binary) == Some(WasmFormat::Component);
+                let (binary, component) = crate::program::assemble(&bytes, &what)?;
                 self.prepare_binary(&binary, Digest::of(&binary), component, &what, how)
             }
             WasmFormat::PrecompiledModule | WasmFormat::PrecompiledComponent => {
@@ -58,10 +56,10 @@ impl Runtime {
         what: &str,
         how: Compile,
     ) -> Result<Prepared, LoadError> {
-        match detect(bytes, what)? {
-            WasmFormat::Module => self.prepare_binary(bytes, digest, false, what, how),
-            WasmFormat::Component => self.prepare_binary(bytes, digest, true, what, how),
-            _ => Err(not_wasm(bytes, what)),
+        match WasmFormat::detect(bytes) {
+            Some(WasmFormat::Module) => self.prepare_binary(bytes, digest, false, what, how),
+            Some(WasmFormat::Component) => self.prepare_binary(bytes, digest, true, what, how),
+            _ => Err(LoadError::not_wasm(bytes, what)),
         }
     }
 
@@ -84,14 +82,6 @@ impl Runtime {
         })?;
         Ok(Prepared { digest, kind, outcome, code })
     }
-}
-
-fn detect(bytes: &[u8], what: &str) -> Result<WasmFormat, LoadError> {
-    WasmFormat::detect(bytes).ok_or_else(|| not_wasm(bytes, what))
-}
-
-fn not_wasm(bytes: &[u8], what: &str) -> LoadError {
-    LoadError::NotWasm { what: what.to_owned(), magic: bytes.iter().take(8).copied().collect() }
 }
 
 #[cfg(test)]

@@ -45,6 +45,22 @@ impl WasmFormat {
     }
 }
 
+impl WasmFormat {
+    /// The format of `bytes`, or the error naming `what` when it is none.
+    pub(crate) fn of(bytes: &[u8], what: &str) -> Result<Self, crate::error::LoadError> {
+        Self::detect(bytes).ok_or_else(|| crate::error::LoadError::not_wasm(bytes, what))
+    }
+}
+
+/// The binary of WebAssembly text `text` (named `what` in errors), and
+/// whether it is a component.
+pub(crate) fn assemble(text: &[u8], what: &str) -> Result<(Vec<u8>, bool), crate::error::LoadError> {
+    let binary = wat::parse_bytes(text)
+        .map_err(|e| crate::error::LoadError::InvalidText { what: what.to_owned(), message: e.to_string() })?;
+    let component = WasmFormat::detect(&binary) == Some(WasmFormat::Component);
+    Ok((binary.into_owned(), component))
+}
+
 /// What running a program means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgramKind {

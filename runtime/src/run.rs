@@ -158,21 +158,15 @@ impl Runtime {
         allow_precompiled: bool,
         how: Compile,
     ) -> Result<(Program, CacheOutcome), LoadError> {
-        let format = WasmFormat::detect(bytes).ok_or_else(|| LoadError::NotWasm {
-            what: what.to_owned(),
-            magic: bytes.iter().take(8).copied().collect(),
-        })?;
+        let format = WasmFormat::of(bytes, what)?;
         match format {
             WasmFormat::Module | WasmFormat::Component => {
                 let digest = Digest::of(bytes);
                 self.load_binary(bytes, digest, format == WasmFormat::Component, what, how)
             }
             WasmFormat::Text => {
-                let binary = wat::parse_bytes(bytes)
-                    .map_err(|e| LoadError::InvalidText { what: what.to_owned(), message: e.to_string() })?;
-                let digest = Digest::of(&binary);
-                let component = WasmFormat::detect(&binary) == Some(WasmFormat::Component);
-                self.load_binary(&binary, digest, component, what, how)
+                let (binary, component) = crate::program::assemble(bytes, what)?;
+                self.load_binary(&binary, Digest::of(&binary), component, what, how)
             }
             WasmFormat::PrecompiledModule | WasmFormat::PrecompiledComponent if !allow_precompiled => {
                 Err(LoadError::PrecompiledNotAllowed { what: what.to_owned() })
@@ -216,7 +210,7 @@ impl Runtime {
         match WasmFormat::detect(bytes) {
             Some(WasmFormat::Module) => self.load_binary(bytes, digest, false, what, how),
             Some(WasmFormat::Component) => self.load_binary(bytes, digest, true, what, how),
-            _ => Err(LoadError::NotWasm { what: what.to_owned(), magic: bytes.iter().take(8).copied().collect() }),
+            _ => Err(LoadError::not_wasm(bytes, what)),
         }
     }
 

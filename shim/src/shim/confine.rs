@@ -132,7 +132,7 @@ pub struct Confinement {
     last_cap: u32,
     /// The spec's seccomp profile (or wasmlet's allowlist), compiled by
     /// [`Confinement::compile`].
-    pub seccomp: crate::shim::seccomp::SeccompFilter,
+    seccomp: crate::shim::seccomp::SeccompFilter,
     /// What the guest can name through its preopens (set by the caller,
     /// which knows them).
     pub fs_view: crate::shim::fs_view::FsView,
