@@ -346,3 +346,83 @@ fn a_client_leaving_mid_response_is_not_an_error_in_the_functions_log() {
     assert!(!lines.iter().any(|l| l.contains("panicked") || l.contains("error")), "{lines:?}");
     assert_eq!(server.get("/after").status, 200, "still serving");
 }
+
+/// A one-shot HTTP server on the host's loopback for a function's outgoing
+/// request: answers each connection with `body`, counts connections.
+fn upstream(body: &'static str) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().map_while(Result::ok) {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut request = [0u8; 4096];
+            let _ = conn.read(&mut request);
+            let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let _ = conn.write_all(reply.as_bytes());
+        }
+    });
+    (port, hits)
+}
+
+/// A wasi:http 0.3 `service` component (examples/guests-p3, built with the
+/// `wasip3` bindings) is detected from its bytes and served: a streamed
+/// body written by a guest task after the handler returned, the request
+/// body streamed back, and an outgoing request through `wasi:http/client`
+/// 0.3 to a server on the host's loopback (granted with --net).
+#[test]
+fn a_wasi_0_3_service_streams_bodies_and_makes_outgoing_requests() {
+    let (port, hits) = upstream("from upstream");
+    let server = Server::start(&wasmlet_tests::p3_guest("http_service_p3"), &["--net"]);
+    let hello = server.get("/");
+    assert_eq!((hello.status, hello.text().as_str()), (200, "hello from a WASI 0.3 service\n"));
+    let streamed = server.get("/stream?n=5");
+    assert_eq!(streamed.status, 200);
+    assert_eq!(streamed.text(), (1..=5).map(|i| format!("chunk {i}\n")).collect::<String>());
+    assert!(
+        streamed.headers.iter().any(|(n, v)| n == "transfer-encoding" && v == "chunked"),
+        "a streamed body has no length up front: {:?}",
+        streamed.headers
+    );
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let echoed = http_request(&server.addr, "POST", "/echo", &[], &body).unwrap();
+    assert_eq!(echoed.status, 200);
+    assert!(echoed.body == body, "echo returned {} bytes, not the 200000 sent", echoed.body.len());
+    let fetched = server.get(&format!("/fetch?port={port}&path=/x"));
+    assert_eq!((fetched.status, fetched.text().as_str()), (200, "upstream 200: from upstream"));
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let trapped = server.get("/trap");
+    assert_eq!(trapped.status, 500, "{}", trapped.text());
+    assert_eq!(server.get("/").status, 200, "the server keeps serving after a trap");
+}
+
+/// Without --net the function's outgoing request is refused by the host
+/// (a 500 naming it), and nothing reaches the server.
+#[test]
+fn a_wasi_0_3_service_without_network_cannot_send_requests() {
+    let (port, hits) = upstream("must not be reached");
+    let server = Server::start(&wasmlet_tests::p3_guest("http_service_p3"), &[]);
+    let fetched = server.get(&format!("/fetch?port={port}&path=/x"));
+    assert_eq!(fetched.status, 500, "{}", fetched.text());
+    assert!(fetched.text().contains("HttpRequestDenied"), "{}", fetched.text());
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+/// One instance per request by default (nothing a request leaves in memory
+/// reaches the next); with --instance-requests 3 an instance takes three
+/// requests in turn, then a fresh one starts. A request past its time is a
+/// 504 either way.
+#[test]
+fn wasi_0_3_instances_serve_one_request_unless_reuse_is_allowed() {
+    let served = |server: &Server| (0..5).map(|_| server.get("/served").text().trim().to_owned()).collect::<Vec<_>>();
+    let isolated = Server::start(&wasmlet_tests::p3_guest("http_service_p3"), &[]);
+    assert_eq!(served(&isolated), ["1", "1", "1", "1", "1"]);
+    let reusing =
+        Server::start(&wasmlet_tests::p3_guest("http_service_p3"), &["--instance-requests", "3", "--timeout", "1s"]);
+    assert_eq!(served(&reusing), ["1", "2", "3", "1", "2"]);
+    let late = reusing.get("/sleep?ms=5000");
+    assert_eq!(late.status, 504, "{}", late.text());
+    assert_eq!(reusing.get("/").status, 200, "the server keeps serving after a request expired");
+}

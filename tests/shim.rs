@@ -1151,3 +1151,55 @@ fn compiling_is_held_to_its_budget_and_nothing_over_it_is_cached() {
     let s = seen(&c.run_rm(&["--annotation", "wasmlet.io/compile-timeout=0s"], image, &unique_id("bad"), &[]));
     assert!(s.code != Some(0) && s.stderr.contains("wasmlet.io/compile-timeout"), "{s:?}");
 }
+
+/// WASI 0.3 through containerd: a command component (0.3's async
+/// `wasi:cli/run`, stdio as streams) runs with its argv and exit code, and a
+/// `wasi:http/service` function serves a streamed body in the pod's network
+/// namespace. The shim tells them from 0.2 components by their exports.
+#[test]
+fn wasi_0_3_commands_and_http_services_run_through_containerd() {
+    let c = Containerd::start();
+    let out = tempfile::tempdir().unwrap();
+    let check = std::fs::read(wasmlet_tests::p3_guest("wasi_check_p3")).unwrap();
+    let service = std::fs::read(wasmlet_tests::p3_guest("http_service_p3")).unwrap();
+    let archive = oci::image_archive(
+        out.path(),
+        "docker.io/wasmlet/p3:latest",
+        &[("/check.wasm", &check, 0o644), ("/service.wasm", &service, 0o644)],
+        &["/check.wasm"],
+    );
+    c.import(&archive);
+    let image = "docker.io/wasmlet/p3:latest";
+    let s = seen(&c.run_rm(&[], image, &unique_id("p3-argv"), &["/check.wasm", "argv", "one"]));
+    assert_eq!((s.code, s.stdout.as_str()), (Some(0), "/check.wasm argv one\n"), "{s:?}\n{}", c.log());
+    let s = seen(&c.run_rm(&[], image, &unique_id("p3-exit"), &["/check.wasm", "exit", "7"]));
+    assert_eq!(s.code, Some(7), "{s:?}");
+
+    let ns = NetNs::new(&unique_id("wasmlet-p3"));
+    let id = unique_id("p3-http");
+    let child = c
+        .ctr()
+        .args(["run", "--rm", "--runtime", RUNTIME, "--env", "PORT=18482", "--with-ns"])
+        .arg(format!("network:{}", ns.path()))
+        .args([image, &id, "/service.wasm"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut running = false;
+    for _ in 0..200 {
+        if c.ctr_ok(&["tasks", "ls"]).lines().any(|l| l.starts_with(&id) && l.contains("RUNNING")) {
+            running = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(running, "task never ran: {}", c.log());
+    let streamed = ns.curl("http://127.0.0.1:18482/stream?n=3");
+    let text = String::from_utf8_lossy(&streamed.stdout);
+    assert_eq!(text, "chunk 1\nchunk 2\nchunk 3\n\n200", "{}", String::from_utf8_lossy(&streamed.stderr));
+    assert!(std::net::TcpStream::connect("127.0.0.1:18482").is_err(), "listening in the host namespace");
+    c.ctr_ok(&["tasks", "kill", "--signal", "SIGTERM", &id]);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+}

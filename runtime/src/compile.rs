@@ -172,7 +172,8 @@ fn rejected(what: &str, message: &str) -> LoadError {
     if message.contains("requires the component model async") {
         return LoadError::Unsupported {
             what: what.to_owned(),
-            feature: "component-model async (WASI 0.3: async functions, `stream`, `future`)",
+            feature:
+                "a component-model async extension beyond WASI 0.3's (stackful tasks, more async built-ins, threads)",
             detail: message.to_owned(),
         };
     }

@@ -15,6 +15,9 @@ pub enum AllocationStrategy {
 fn base_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    // WASI 0.3 components: async lifts and lowers, `stream`, `future`.
+    // Without it wasmtime rejects them as invalid Wasm.
+    config.wasm_component_model_async(true);
     config.epoch_interruption(true);
     config.memory_init_cow(true);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);

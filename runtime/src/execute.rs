@@ -47,8 +47,18 @@ impl Runtime {
                 }
                 self.run_command(program, component, caps, limits, kill, executor).await
             }
-            (Compiled::Component(_), ProgramKind::HttpProxy) => Err(RunError::NotACommand(format!(
-                "component {} (a `wasi:http/proxy` function: serve it with `wasmlet serve`)",
+            (Compiled::Component(component), ProgramKind::AsyncCommand) => {
+                if let Entry::Export(name) = entry {
+                    return Err(RunError::UninvokableExport {
+                        name: name.clone(),
+                        why: "components run through `wasi:cli/run`; invoking other component exports is not supported"
+                            .into(),
+                    });
+                }
+                self.run_async_command(program, component, caps, limits, kill, executor).await
+            }
+            (Compiled::Component(_), kind) if kind.is_http_function() => Err(RunError::NotACommand(format!(
+                "component {} (a `wasi:http` function: serve it with `wasmlet serve`)",
                 program.digest()
             ))),
             (Compiled::Component(_), _) => Err(RunError::NotACommand(format!("component {}", program.digest()))),
@@ -84,6 +94,45 @@ impl Runtime {
                 Ok(Ok(())) => GuestEnd::Returned(Vec::new()),
                 Ok(Err(())) => GuestEnd::CommandFailed,
                 Err(e) => GuestEnd::Failed(e),
+            }
+        };
+        let end = self.race(guest, limits, kill, executor).await;
+        classify(end, store.data().limiter.refusal())
+    }
+
+    /// A WASI 0.3 command: its async `run` is driven by the store's event
+    /// loop (`run_concurrent`), which also runs the host's side of its
+    /// streams and futures until `run` returns.
+    async fn run_async_command(
+        &self,
+        program: &Program,
+        component: &Component,
+        caps: Capabilities,
+        limits: &Limits,
+        kill: &KillSwitch,
+        executor: Executor,
+    ) -> Result<Outcome, RunError> {
+        let pre = program
+            .async_command_pre(self.async_command_linker()?, component)
+            .map_err(|e| RunError::UnknownImport(link_error_message(&e)))?;
+        let ctx = caps.into_builder(true)?.build();
+        let mut store = self.new_store(
+            ComponentState { ctx, table: ResourceTable::new(), limiter: MemoryLimiter::for_limits(limits) },
+            limits,
+            kill,
+            Yielding::ToExecutor,
+        );
+        store.limiter(|s| &mut s.limiter);
+        let guest = async {
+            let command = match pre.instantiate_async(&mut store).await {
+                Ok(command) => command,
+                Err(e) => return GuestEnd::Instantiate(e),
+            };
+            let ran = store.run_concurrent(async move |store| command.wasi_cli_run().call_run(store).await).await;
+            match ran {
+                Ok(Ok(Ok(()))) => GuestEnd::Returned(Vec::new()),
+                Ok(Ok(Err(()))) => GuestEnd::CommandFailed,
+                Ok(Err(e)) | Err(e) => GuestEnd::Failed(e),
             }
         };
         let end = self.race(guest, limits, kill, executor).await;

@@ -5,7 +5,8 @@
 //! epoch interruption, async, component model), the on-disk compile cache
 //! shared by every process on the node, the translation of capabilities into
 //! a WASI context, per-run limits (memory, deadline, kill) and exit statuses,
-//! and (in `serve`) serving `wasi:http/proxy` components.
+//! and (in `serve`) serving `wasi:http/proxy` (0.2) and `wasi:http/service`
+//! (0.3) components.
 //!
 //! Must not touch: containerd, OCI bundles, registries, cgroups or signals of
 //! the host process. Callers (the shim, the CLI) translate those into
@@ -28,6 +29,7 @@ mod prepare;
 mod program;
 mod run;
 mod serve;
+mod service_workers;
 mod state;
 mod ticker;
 
@@ -46,3 +48,4 @@ pub use prepare::Prepared;
 pub use program::{Program, ProgramKind, WasmFormat};
 pub use run::{Entry, RunRequest, Runtime};
 pub use serve::{serve_executor, HttpServer, ServeConfig, ServeStats};
+pub use service_workers::InstanceReuse;

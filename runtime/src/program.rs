@@ -6,7 +6,9 @@ use std::sync::{Arc, OnceLock};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi::p3::bindings::CommandPre as AsyncCommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 /// The encoding of some bytes, detected from their first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,12 +68,57 @@ pub(crate) fn assemble(text: &[u8], what: &str) -> Result<(Vec<u8>, bool), crate
 pub enum ProgramKind {
     /// A core module: WASI preview1 `_start`, or an export invoked by name.
     Module,
-    /// A component exporting `wasi:cli/run`.
+    /// A component exporting WASI 0.2's `wasi:cli/run`.
     Command,
-    /// A component exporting `wasi:http/incoming-handler`: served, not run.
+    /// A component exporting WASI 0.3's `wasi:cli/run` (an async `run`,
+    /// host calls that return `stream`s and `future`s).
+    AsyncCommand,
+    /// A component exporting `wasi:http/incoming-handler` (wasi:http 0.2):
+    /// served, not run.
     HttpProxy,
-    /// A component exporting neither.
+    /// A component exporting `wasi:http/handler` (wasi:http 0.3's
+    /// `service` world): served, not run.
+    HttpService,
+    /// A component exporting none of these.
     OtherComponent,
+}
+
+impl ProgramKind {
+    /// Whether the program is served (an HTTP function), not run.
+    pub fn is_http_function(self) -> bool {
+        matches!(self, ProgramKind::HttpProxy | ProgramKind::HttpService)
+    }
+
+    /// What a component exporting `names` is. An HTTP handler wins over a
+    /// command, and WASI 0.3 over 0.2 when a component exports both (Rust's
+    /// std on wasm32-wasip2 adds a 0.2 `run` to a 0.3 guest).
+    fn of_exports<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut kind = ProgramKind::OtherComponent;
+        for name in names {
+            let rank = |k: ProgramKind| match k {
+                ProgramKind::HttpService => 4,
+                ProgramKind::HttpProxy => 3,
+                ProgramKind::AsyncCommand => 2,
+                ProgramKind::Command => 1,
+                _ => 0,
+            };
+            let this = if name.starts_with("wasi:http/handler@0.3") {
+                ProgramKind::HttpService
+            } else if name.starts_with("wasi:http/incoming-handler@0.2") {
+                ProgramKind::HttpProxy
+            } else if name.starts_with("wasi:cli/run@0.3") {
+                ProgramKind::AsyncCommand
+            } else if name.starts_with("wasi:cli/run@0.2") {
+                ProgramKind::Command
+            } else {
+                continue;
+            };
+            if rank(this) > rank(kind) {
+                kind = this;
+            }
+        }
+        kind
+    }
 }
 
 #[derive(Clone)]
@@ -95,19 +142,18 @@ struct Inner {
     /// Set once `_start` was found callable, so runs skip the export lookups.
     start_checked: OnceLock<()>,
     command_pre: OnceLock<CommandPre<ComponentState>>,
+    async_command_pre: OnceLock<AsyncCommandPre<ComponentState>>,
     proxy_pre: OnceLock<ProxyPre<HttpState>>,
+    service_pre: OnceLock<ServicePre<HttpState>>,
 }
 
-/// `module` linked by `linker`, kept in `cell` after the first call.
-fn linked_once(
-    cell: &OnceLock<wasmtime::InstancePre<ModuleState>>,
-    linker: &wasmtime::Linker<ModuleState>,
-    module: &Module,
-) -> wasmtime::Result<wasmtime::InstancePre<ModuleState>> {
+/// The value `link` makes, kept in `cell` after the first call: linking is
+/// done once per program and reused by every run.
+fn linked_once<P: Clone>(cell: &OnceLock<P>, link: impl FnOnce() -> wasmtime::Result<P>) -> wasmtime::Result<P> {
     if let Some(pre) = cell.get() {
         return Ok(pre.clone());
     }
-    let pre = linker.instantiate_pre(module)?;
+    let pre = link()?;
     Ok(cell.get_or_init(|| pre).clone())
 }
 
@@ -126,7 +172,9 @@ impl Program {
                 module_pre_sync: OnceLock::new(),
                 start_checked: OnceLock::new(),
                 command_pre: OnceLock::new(),
+                async_command_pre: OnceLock::new(),
                 proxy_pre: OnceLock::new(),
+                service_pre: OnceLock::new(),
             }),
         }
     }
@@ -150,7 +198,7 @@ impl Program {
         linker: &wasmtime::Linker<ModuleState>,
         module: &Module,
     ) -> wasmtime::Result<wasmtime::InstancePre<ModuleState>> {
-        linked_once(&self.inner.module_pre, linker, module)
+        linked_once(&self.inner.module_pre, || linker.instantiate_pre(module))
     }
 
     /// Whether `_start` was already found callable by an earlier run.
@@ -168,7 +216,7 @@ impl Program {
         linker: &wasmtime::Linker<ModuleState>,
         module: &Module,
     ) -> wasmtime::Result<wasmtime::InstancePre<ModuleState>> {
-        linked_once(&self.inner.module_pre_sync, linker, module)
+        linked_once(&self.inner.module_pre_sync, || linker.instantiate_pre(module))
     }
 
     pub(crate) fn command_pre(
@@ -176,11 +224,15 @@ impl Program {
         linker: &wasmtime::component::Linker<ComponentState>,
         component: &Component,
     ) -> wasmtime::Result<CommandPre<ComponentState>> {
-        if let Some(pre) = self.inner.command_pre.get() {
-            return Ok(pre.clone());
-        }
-        let pre = CommandPre::new(linker.instantiate_pre(component)?)?;
-        Ok(self.inner.command_pre.get_or_init(|| pre).clone())
+        linked_once(&self.inner.command_pre, || CommandPre::new(linker.instantiate_pre(component)?))
+    }
+
+    pub(crate) fn async_command_pre(
+        &self,
+        linker: &wasmtime::component::Linker<ComponentState>,
+        component: &Component,
+    ) -> wasmtime::Result<AsyncCommandPre<ComponentState>> {
+        linked_once(&self.inner.async_command_pre, || AsyncCommandPre::new(linker.instantiate_pre(component)?))
     }
 }
 
@@ -190,11 +242,15 @@ impl Program {
         linker: &wasmtime::component::Linker<HttpState>,
         component: &Component,
     ) -> wasmtime::Result<ProxyPre<HttpState>> {
-        if let Some(pre) = self.inner.proxy_pre.get() {
-            return Ok(pre.clone());
-        }
-        let pre = ProxyPre::new(linker.instantiate_pre(component)?)?;
-        Ok(self.inner.proxy_pre.get_or_init(|| pre).clone())
+        linked_once(&self.inner.proxy_pre, || ProxyPre::new(linker.instantiate_pre(component)?))
+    }
+
+    pub(crate) fn service_pre(
+        &self,
+        linker: &wasmtime::component::Linker<HttpState>,
+        component: &Component,
+    ) -> wasmtime::Result<ServicePre<HttpState>> {
+        linked_once(&self.inner.service_pre, || ServicePre::new(linker.instantiate_pre(component)?))
     }
 }
 
@@ -224,10 +280,10 @@ fn component_exports_kind(bytes: &[u8]) -> Result<ProgramKind, wasmparser::Binar
     use wasmparser::{Chunk, Payload};
     let mut parser = wasmparser::Parser::new(0);
     let mut rest = bytes;
-    let mut kind = ProgramKind::OtherComponent;
+    let mut names = Vec::new();
     loop {
         let Chunk::Parsed { consumed, payload } = parser.parse(rest, true)? else {
-            return Ok(kind); // not reachable with eof = true
+            return Ok(ProgramKind::of_exports(names)); // not reachable with eof = true
         };
         rest = rest.get(consumed..).unwrap_or_default();
         match payload {
@@ -237,16 +293,10 @@ fn component_exports_kind(bytes: &[u8]) -> Result<ProgramKind, wasmparser::Binar
             }
             Payload::ComponentExportSection(exports) => {
                 for export in exports {
-                    let name = export?.name.name;
-                    if name.starts_with("wasi:http/incoming-handler@") {
-                        return Ok(ProgramKind::HttpProxy);
-                    }
-                    if name.starts_with("wasi:cli/run@") {
-                        kind = ProgramKind::Command;
-                    }
+                    names.push(export?.name.name);
                 }
             }
-            Payload::End(_) => return Ok(kind),
+            Payload::End(_) => return Ok(ProgramKind::of_exports(names)),
             _ => {}
         }
     }
@@ -254,16 +304,7 @@ fn component_exports_kind(bytes: &[u8]) -> Result<ProgramKind, wasmparser::Binar
 
 fn component_kind(engine: &Engine, component: &Component) -> ProgramKind {
     let ty = component.component_type();
-    let mut kind = ProgramKind::OtherComponent;
-    for (name, _) in ty.exports(engine) {
-        if name.starts_with("wasi:http/incoming-handler@") {
-            return ProgramKind::HttpProxy;
-        }
-        if name.starts_with("wasi:cli/run@") {
-            kind = ProgramKind::Command;
-        }
-    }
-    kind
+    ProgramKind::of_exports(ty.exports(engine).map(|(name, _)| name))
 }
 
 #[cfg(test)]
@@ -280,5 +321,19 @@ mod tests {
         assert_eq!(WasmFormat::detect(b"\x7fELF\x02\x01\x01"), None);
         assert_eq!(WasmFormat::detect(b""), None);
         assert_eq!(WasmFormat::detect(b"\0asm"), None);
+    }
+
+    #[test]
+    fn kinds_from_exports_prefer_http_and_wasi_0_3() {
+        let kind = |names: &[&str]| ProgramKind::of_exports(names.iter().copied());
+        assert_eq!(kind(&["wasi:cli/run@0.2.6"]), ProgramKind::Command);
+        assert_eq!(kind(&["wasi:cli/run@0.3.0"]), ProgramKind::AsyncCommand);
+        assert_eq!(kind(&["wasi:cli/run@0.2.0", "wasi:cli/run@0.3.0-rc-2026-03-15"]), ProgramKind::AsyncCommand);
+        assert_eq!(kind(&["wasi:cli/run@0.3.0", "wasi:cli/run@0.2.0"]), ProgramKind::AsyncCommand);
+        assert_eq!(kind(&["wasi:cli/run@0.2.0", "wasi:http/incoming-handler@0.2.0"]), ProgramKind::HttpProxy);
+        assert_eq!(kind(&["wasi:http/handler@0.3.0", "wasi:cli/run@0.3.0"]), ProgramKind::HttpService);
+        assert_eq!(kind(&["wasi:cli/run@0.1.0", "my:pkg/run@0.3.0"]), ProgramKind::OtherComponent);
+        assert_eq!(kind(&[]), ProgramKind::OtherComponent);
+        assert!(ProgramKind::HttpService.is_http_function() && !ProgramKind::AsyncCommand.is_http_function());
     }
 }

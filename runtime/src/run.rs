@@ -67,8 +67,10 @@ pub struct Runtime {
     /// WASI preview 1 with synchronous host calls: [`Runtime::run_blocking`].
     module_linker_sync: OnceLock<wasmtime::Linker<ModuleState>>,
     component_linker: OnceLock<wasmtime::component::Linker<ComponentState>>,
+    async_command_linker: OnceLock<wasmtime::component::Linker<ComponentState>>,
     programs: Mutex<HashMap<Digest, Program>>,
     http_linker: OnceLock<wasmtime::component::Linker<crate::state::HttpState>>,
+    http_service_linker: OnceLock<wasmtime::component::Linker<crate::state::HttpState>>,
 }
 
 /// The trap the epoch callback raises to stop a guest for a kill or deadline.
@@ -106,8 +108,10 @@ impl Runtime {
             module_linker: OnceLock::new(),
             module_linker_sync: OnceLock::new(),
             component_linker: OnceLock::new(),
+            async_command_linker: OnceLock::new(),
             programs: Mutex::new(HashMap::new()),
             http_linker: OnceLock::new(),
+            http_service_linker: OnceLock::new(),
         })
     }
 
@@ -300,8 +304,14 @@ impl Runtime {
             (Compiled::Component(component), ProgramKind::Command) => {
                 program.command_pre(self.component_linker()?, component).map(drop).map_err(unknown)
             }
+            (Compiled::Component(component), ProgramKind::AsyncCommand) => {
+                program.async_command_pre(self.async_command_linker()?, component).map(drop).map_err(unknown)
+            }
             (Compiled::Component(component), ProgramKind::HttpProxy) => {
                 program.proxy_pre(self.http_linker()?, component).map(drop).map_err(unknown)
+            }
+            (Compiled::Component(component), ProgramKind::HttpService) => {
+                program.service_pre(self.http_service_linker()?, component).map(drop).map_err(unknown)
             }
             (Compiled::Component(_), _) => Err(RunError::NotACommand(format!("component {}", program.digest()))),
         }
@@ -332,6 +342,33 @@ impl Runtime {
         built_once(&self.component_linker, "the WASI 0.2 linker", || {
             let mut linker = wasmtime::component::Linker::new(&self.engine);
             wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+            Ok(linker)
+        })
+    }
+
+    /// WASI 0.3 and 0.2, for WASI 0.3 command components: a 0.3 guest
+    /// built with Rust's std for wasm32-wasip2 imports some 0.2 too (as
+    /// `wasmtime run -Sp3` links both).
+    pub(crate) fn async_command_linker(&self) -> Result<&wasmtime::component::Linker<ComponentState>, RunError> {
+        built_once(&self.async_command_linker, "the WASI 0.3 linker", || {
+            let mut linker = wasmtime::component::Linker::new(&self.engine);
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+            wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+            Ok(linker)
+        })
+    }
+
+    /// The linker for `wasi:http/service` (0.3) components: WASI 0.2 and
+    /// 0.3, and wasi:http 0.3 (and 0.2, as `wasmtime serve` links them).
+    pub(crate) fn http_service_linker(
+        &self,
+    ) -> Result<&wasmtime::component::Linker<crate::state::HttpState>, RunError> {
+        built_once(&self.http_service_linker, "the wasi:http 0.3 linker", || {
+            let mut linker = wasmtime::component::Linker::new(&self.engine);
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+            wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+            wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+            wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
             Ok(linker)
         })
     }

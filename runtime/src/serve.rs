@@ -1,5 +1,7 @@
-//! Serving `wasi:http/proxy` components: one fresh pooled instance per
-//! request, none while idle.
+//! Serving HTTP functions: `wasi:http/proxy` (0.2) components with one
+//! fresh pooled instance per request, none while idle; `wasi:http/service`
+//! (0.3) components through [`crate::service_workers`] (one per request
+//! too unless [`ServeConfig::reuse`] says otherwise).
 //!
 //! Every request gets its own [`Store`] and instance from the component's
 //! pre-linked [`ProxyPre`] and the engine's pooling allocator; the store is
@@ -20,14 +22,15 @@
 //! SIGINT stops accepting, lets in-flight requests finish and ends with
 //! status 0; SIGKILL (also after a SIGTERM) drops everything at once (137).
 
-use crate::capabilities::{set_output, shared_output, Capabilities, SharedOutput, StdinSource, Stream};
+use crate::capabilities::{shared_output, Capabilities, StdinSource};
 use crate::error::RunError;
 use crate::exit::{ExitStatus, Outcome};
 use crate::kill::KillSwitch;
-use crate::limits::{Limits, MemoryLimiter};
+use crate::limits::Limits;
 use crate::program::{Compiled, Program, ProgramKind};
 use crate::run::Runtime;
-use crate::state::{HttpHooks, HttpState};
+use crate::service_workers::{InstanceReuse, RequestStores, ServiceWorkers, Workers};
+use crate::state::HttpState;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Request, Response, StatusCode};
@@ -37,13 +40,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use wasmtime::component::ResourceTable;
-use wasmtime::Store;
 
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
+use wasmtime_wasi_http::WasiHttpView;
 
 /// The executor to serve on: with `threads <= 1` a current-thread runtime,
 /// so a request is accepted, run and answered on one thread. Measured here,
@@ -67,11 +68,20 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     /// Largest request body accepted.
     pub max_body_bytes: u64,
+    /// How many requests a wasi:http 0.3 instance takes (0.2 functions
+    /// always get one instance per request).
+    pub reuse: InstanceReuse,
 }
 
 impl Default for ServeConfig {
     fn default() -> Self {
-        Self { max_in_flight: 64, max_queued: 1024, request_timeout: Duration::from_secs(30), max_body_bytes: 64 << 20 }
+        Self {
+            max_in_flight: 64,
+            max_queued: 1024,
+            request_timeout: Duration::from_secs(30),
+            max_body_bytes: 64 << 20,
+            reuse: InstanceReuse::default(),
+        }
     }
 }
 
@@ -88,30 +98,33 @@ pub struct ServeStats {
     pub failed: AtomicU64,
 }
 
-/// A `wasi:http/proxy` component ready to serve.
+/// An HTTP function ready to serve.
 #[derive(Clone)]
 pub struct HttpServer {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    runtime: Arc<Runtime>,
-    pre: ProxyPre<HttpState>,
-    /// Granted to every request; stdio lives in `stdout`/`stderr`.
-    caps: Capabilities,
-    stdout: SharedOutput,
-    stderr: SharedOutput,
-    limits: Limits,
+    handler: Handler,
+    /// The grant (stdio in shared outputs), limits, counters and the
+    /// SIGKILL switch every instance's store is made with.
+    stores: Arc<RequestStores>,
     config: ServeConfig,
     in_flight: Semaphore,
     queued: AtomicUsize,
-    stats: ServeStats,
-    /// Fired only by SIGKILL: interrupts running guests.
-    hard_kill: KillSwitch,
+}
+
+/// Who answers a request.
+enum Handler {
+    /// wasi:http 0.2: a fresh instance per request, made by the server.
+    Proxy(ProxyPre<HttpState>),
+    /// wasi:http 0.3: wasmtime-wasi-http's workers, whose instances take
+    /// requests as [`ServeConfig::reuse`] allows.
+    Service(Workers),
 }
 
 /// Decrements the live-instance count when a request's store is dropped.
-struct LiveInstance(Arc<Inner>);
+struct LiveInstance(Arc<RequestStores>);
 
 impl Drop for LiveInstance {
     fn drop(&mut self) {
@@ -132,41 +145,54 @@ impl HttpServer {
         limits: Limits,
         config: ServeConfig,
     ) -> Result<Self, RunError> {
-        let component = match (program.compiled(), program.kind()) {
-            (Compiled::Component(c), ProgramKind::HttpProxy) => c,
+        let unknown = |e: wasmtime::Error| RunError::UnknownImport(format!("{e:#}"));
+        let (component, kind) = match (program.compiled(), program.kind()) {
+            (Compiled::Component(c), kind) if kind.is_http_function() => (c, kind),
             _ => {
                 return Err(RunError::NotAnHttpFunction(format!("{} {}", kind_name(program.kind()), program.digest())))
             }
         };
-        let pre = program
-            .proxy_pre(runtime.http_linker()?, component)
-            .map_err(|e| RunError::UnknownImport(format!("{e:#}")))?;
         let mut caps = caps;
         caps.stdin = StdinSource::Null;
         let stdout = shared_output(std::mem::take(&mut caps.stdout));
         let stderr = shared_output(std::mem::take(&mut caps.stderr));
         // Fail at start, not per request, on an unusable preopen.
         caps.builder_without_stdio(true)?;
+        let stores = Arc::new(RequestStores {
+            runtime: runtime.clone(),
+            caps,
+            stdout,
+            stderr,
+            limits,
+            stats: ServeStats::default(),
+            hard_kill: KillSwitch::new(),
+        });
+        let handler = if kind == ProgramKind::HttpService {
+            let pre = program.service_pre(runtime.http_service_linker()?, component).map_err(unknown)?;
+            let workers = ServiceWorkers {
+                stores: stores.clone(),
+                pre,
+                reuse: config.reuse,
+                request_timeout: config.request_timeout,
+            };
+            Handler::Service(Workers::new(workers))
+        } else {
+            Handler::Proxy(program.proxy_pre(runtime.http_linker()?, component).map_err(unknown)?)
+        };
         let max_in_flight = config.max_in_flight.max(1);
         Ok(Self {
             inner: Arc::new(Inner {
-                runtime,
-                pre,
-                caps,
-                stdout,
-                stderr,
-                limits,
+                handler,
+                stores,
                 in_flight: Semaphore::new(max_in_flight),
                 config,
                 queued: AtomicUsize::new(0),
-                stats: ServeStats::default(),
-                hard_kill: KillSwitch::new(),
             }),
         })
     }
 
     pub fn stats(&self) -> &ServeStats {
-        &self.inner.stats
+        &self.inner.stores.stats
     }
 
     /// [`HttpServer::serve`] on an executor of its own ([`serve_executor`]
@@ -242,7 +268,7 @@ impl HttpServer {
         if signal != libc::SIGKILL {
             tracing::info!(
                 signal,
-                in_flight = self.inner.stats.live_instances.load(Ordering::Relaxed),
+                in_flight = self.inner.stores.stats.live_instances.load(Ordering::Relaxed),
                 "stopping: draining in-flight requests"
             );
             tokio::select! {
@@ -253,7 +279,7 @@ impl HttpServer {
                 () = stop.killed_hard() => {}
             }
         }
-        self.inner.hard_kill.kill(libc::SIGKILL);
+        self.inner.stores.hard_kill.kill(libc::SIGKILL);
         Outcome { status: ExitStatus::Signaled(libc::SIGKILL), results: Vec::new() }
     }
 
@@ -266,18 +292,22 @@ impl HttpServer {
         let inner = &self.inner;
         let deadline = tokio::time::Instant::now() + inner.config.request_timeout;
         let Some(_permit) = self.admit(deadline).await else {
-            inner.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            inner.stores.stats.rejected.fetch_add(1, Ordering::Relaxed);
             return plain(StatusCode::SERVICE_UNAVAILABLE, "too many requests in flight; try again\n");
         };
         let max_body = inner.config.max_body_bytes;
         if content_length(&req).is_some_and(|len| len > max_body) {
             return plain(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body larger than {max_body} bytes\n"));
         }
-        inner.stats.requests.fetch_add(1, Ordering::Relaxed);
-        match self.run_guest(req, deadline).await {
+        inner.stores.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let answered = match &inner.handler {
+            Handler::Proxy(pre) => self.run_guest(pre, req, deadline).await,
+            Handler::Service(workers) => self.hand_to_worker(workers, req).await,
+        };
+        match answered {
             Ok(response) => response,
             Err((status, why)) => {
-                inner.stats.failed.fetch_add(1, Ordering::Relaxed);
+                inner.stores.stats.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%status, error = %why, "request failed");
                 plain(status, &format!("{why}\n"))
             }
@@ -298,8 +328,50 @@ impl HttpServer {
         permit.ok()?.ok()
     }
 
+    /// A request's body, held to [`ServeConfig::max_body_bytes`].
+    fn limit_body<B>(&self, req: Request<B>) -> Request<wasmtime_wasi_http::WasiBody>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error> + std::error::Error + Send + Sync + 'static,
+    {
+        let max_body = self.inner.config.max_body_bytes;
+        req.map(move |body| {
+            Limited::new(body, max_body as usize)
+                .map_err(move |e| match e.downcast::<B::Error>() {
+                    Ok(e) => (*e).into(),
+                    Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body)),
+                })
+                .boxed_unsync()
+        })
+    }
+
+    /// Answer through a wasi:http 0.3 worker (its deadline is the worker's
+    /// request expiry).
+    async fn hand_to_worker<B>(&self, workers: &Workers, req: Request<B>) -> Result<ServeResponse, (StatusCode, String)>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error> + std::error::Error + Send + Sync + 'static,
+    {
+        use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError, TrapOrPanicError};
+        let timeout = self.inner.config.request_timeout;
+        match workers.handle((), self.limit_body(req)).await {
+            Ok(response) => Ok(response.map(|body| DrainOnDrop(Some(body)).boxed_unsync())),
+            Err(e) if e.is::<ExpirationError>() => {
+                Err((StatusCode::GATEWAY_TIMEOUT, format!("the function did not answer within {timeout:?}")))
+            }
+            Err(e) if e.is::<InstantiationError<()>>() => {
+                Err((StatusCode::INTERNAL_SERVER_ERROR, format!("the function cannot be instantiated: {e:#}")))
+            }
+            Err(e) if e.is::<TrapOrPanicError>() => {
+                Err((StatusCode::INTERNAL_SERVER_ERROR, format!("the function trapped: {e:#}")))
+            }
+            Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("the function failed: {e:#}"))),
+        }
+    }
+
     async fn run_guest<B>(
         &self,
+        pre: &ProxyPre<HttpState>,
         req: Request<B>,
         deadline: tokio::time::Instant,
     ) -> Result<ServeResponse, (StatusCode, String)>
@@ -309,22 +381,17 @@ impl HttpServer {
     {
         let inner = self.inner.clone();
         let internal = |what: &str, e: wasmtime::Error| (StatusCode::INTERNAL_SERVER_ERROR, format!("{what}: {e:#}"));
-        let mut store = self.request_store(deadline).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let max_body = inner.config.max_body_bytes;
-        let req = req.map(move |body| {
-            Limited::new(body, max_body as usize).map_err(move |e| match e.downcast::<B::Error>() {
-                Ok(e) => (*e).into(),
-                Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body)),
-            })
-        });
+        let mut store =
+            inner.stores.store(Some(deadline)).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let req = self.limit_body(req);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut http = store.data_mut().http();
         let req = http.new_incoming_request(Scheme::Http, req).map_err(|e| internal("accepting the request", e))?;
         let out = http.new_response_outparam(tx).map_err(|e| internal("preparing the response", e))?;
-        inner.stats.live_instances.fetch_add(1, Ordering::Relaxed);
-        let live = LiveInstance(inner.clone());
-        let pre = inner.pre.clone();
-        let ticking = inner.runtime.ticker_running();
+        inner.stores.stats.live_instances.fetch_add(1, Ordering::Relaxed);
+        let live = LiveInstance(inner.stores.clone());
+        let pre = pre.clone();
+        let ticking = inner.stores.runtime.ticker_running();
         // The guest may go on streaming the body after it has sent the
         // response head, so it runs in its own task, bounded by the deadline.
         let guest = tokio::spawn(async move {
@@ -371,41 +438,25 @@ impl HttpServer {
 }
 
 impl HttpServer {
-    /// A store for one request's instance, due by `deadline`.
-    fn request_store(&self, deadline: tokio::time::Instant) -> Result<Store<HttpState>, RunError> {
-        let inner = &self.inner;
-        let mut builder = inner.caps.builder_without_stdio(true)?;
-        set_output(&mut builder, Stream::Stdout, inner.stdout.clone());
-        set_output(&mut builder, Stream::Stderr, inner.stderr.clone());
-        let state = HttpState {
-            ctx: builder.build(),
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
-            limiter: MemoryLimiter::for_limits(&inner.limits),
-            hooks: HttpHooks { network: inner.caps.network },
-        };
-        let limits = Limits {
-            memory: inner.limits.memory,
-            memory_cap: inner.limits.memory_cap.clone(),
-            deadline: Some(deadline.saturating_duration_since(tokio::time::Instant::now())),
-        };
-        let mut store = inner.runtime.new_store(state, &limits, &inner.hard_kill, crate::run::Yielding::ToExecutor);
-        store.limiter(|s| &mut s.limiter);
-        Ok(store)
-    }
-
     /// One instance made and dropped before the port opens: a function
     /// whose instance cannot be made (its memory over the limit, a trapping
     /// start function) fails here, with the cause, instead of answering
     /// every request with a 500 behind a port that probes find open.
     pub async fn check_instantiates(&self) -> Result<(), RunError> {
         let deadline = tokio::time::Instant::now() + self.inner.config.request_timeout;
-        let mut store = self.request_store(deadline)?;
-        let _ticking = self.inner.runtime.ticker_running();
-        let made = tokio::time::timeout_at(deadline, self.inner.pre.instantiate_async(&mut store)).await;
+        let stores = &self.inner.stores;
+        let mut store = stores.store(Some(deadline))?;
+        let _ticking = stores.runtime.ticker_running();
+        let made = async {
+            match &self.inner.handler {
+                Handler::Proxy(pre) => pre.instantiate_async(&mut store).await.map(drop),
+                Handler::Service(workers) => workers.state().pre.instantiate_async(&mut store).await.map(drop),
+            }
+        };
+        let made = tokio::time::timeout_at(deadline, made).await;
         let refused = store.data().limiter.refusal().map(str::to_owned);
         match (made, refused) {
-            (Ok(Ok(_)), _) => Ok(()),
+            (Ok(Ok(())), _) => Ok(()),
             (_, Some(why)) => Err(RunError::Instantiate(format!("the function does not fit its memory limit: {why}"))),
             (Ok(Err(e)), None) => Err(RunError::Instantiate(format!("the function cannot be instantiated: {e:#}"))),
             (Err(_), None) => Err(RunError::Instantiate(format!(
@@ -462,8 +513,8 @@ impl Drop for DrainOnDrop {
 fn kind_name(kind: ProgramKind) -> &'static str {
     match kind {
         ProgramKind::Module => "module",
-        ProgramKind::Command => "command component",
-        ProgramKind::HttpProxy | ProgramKind::OtherComponent => "component",
+        ProgramKind::Command | ProgramKind::AsyncCommand => "command component",
+        ProgramKind::HttpProxy | ProgramKind::HttpService | ProgramKind::OtherComponent => "component",
     }
 }
 

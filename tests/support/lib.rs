@@ -62,6 +62,20 @@ pub fn guest(name: &str, p2: bool) -> PathBuf {
     path
 }
 
+/// A WASI 0.3 guest from examples/guests-p3 (`wasi_check_p3`,
+/// `http_service_p3`): a wasm32-wasip2 component importing and exporting
+/// WASI 0.3.
+pub fn p3_guest(name: &str) -> PathBuf {
+    let path = repo_root().join("target/guests/wasm32-wasip2/release/examples").join(format!("{name}.wasm"));
+    if !path.exists() {
+        guest("hello", false);
+        let status = Command::new(repo_root().join("scripts/build-guests")).status().expect("run scripts/build-guests");
+        assert!(status.success(), "scripts/build-guests failed");
+    }
+    assert!(path.exists(), "WASI 0.3 guest {} was not built", path.display());
+    path
+}
+
 /// An HTTP function from examples/http (`hello`, `echo`): a wasm32-wasip2
 /// component exporting `wasi:http/incoming-handler`.
 pub fn http_guest(name: &str) -> PathBuf {
@@ -219,6 +233,17 @@ impl Drop for TestMount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
+}
+
+/// `cmd`'s output when fed `stdin` (then end of input).
+pub fn output_with_stdin(mut cmd: Command, stdin: &[u8]) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin).expect("write stdin");
+    drop(input);
+    child.wait_with_output().expect("wait")
 }
 
 /// stdout, stderr and status of an [`Output`], for assertions and messages.

@@ -1,4 +1,6 @@
-//! `wasmlet serve`: serve a `wasi:http/proxy` component, one instance per request.
+//! `wasmlet serve`: serve an HTTP function (`wasi:http/proxy` 0.2 or
+//! `wasi:http/service` 0.3), one instance per request unless a 0.3
+//! function's instances are allowed to take more.
 
 use super::run::GrantArgs;
 use super::LOAD_ERROR_STATUS;
@@ -8,9 +10,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use wasmlet_runtime::{HttpServer, KillSwitch, Limits, Runtime, ServeConfig};
+use wasmlet_runtime::{HttpServer, InstanceReuse, KillSwitch, Limits, Runtime, ServeConfig};
 
-/// Serve an HTTP function (a component exporting `wasi:http/incoming-handler`)
+/// Serve an HTTP function (a component exporting wasi:http 0.2's `incoming-handler` or 0.3's `handler`)
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the address is printed)
@@ -33,6 +35,14 @@ pub struct ServeArgs {
     /// Largest request body accepted (413 beyond)
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "64Mi")]
     max_body: u64,
+    /// Requests one instance of a wasi:http 0.3 function handles in its
+    /// life (1: a fresh instance per request; `wasmtime serve` uses 128).
+    /// Requests of a reused instance share its memory
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    instance_requests: usize,
+    /// Requests one wasi:http 0.3 instance handles at once (`wasmtime serve`: 16)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    instance_concurrency: usize,
     #[command(flatten)]
     registry: super::images::RegistryArgs,
     /// Threads serving requests. 1 (the default) keeps each request on the
@@ -64,6 +74,7 @@ pub fn serve(runtime: Arc<Runtime>, args: ServeArgs) -> i32 {
         max_queued: args.max_queued,
         request_timeout: args.timeout,
         max_body_bytes: args.max_body,
+        reuse: InstanceReuse::new(args.instance_requests, args.instance_concurrency),
     };
     let limits = Limits { memory: args.memory, ..Default::default() };
     let server = match HttpServer::new(runtime, &program, caps, limits, config) {

@@ -38,6 +38,11 @@ pub const HTTP_LISTEN_ANNOTATION: &str = "wasmlet.io/http-listen";
 pub const HTTP_TIMEOUT_ANNOTATION: &str = "wasmlet.io/http-timeout";
 pub const HTTP_MAX_IN_FLIGHT_ANNOTATION: &str = "wasmlet.io/http-max-in-flight";
 pub const HTTP_MAX_BODY_ANNOTATION: &str = "wasmlet.io/http-max-body";
+/// Requests one instance of a wasi:http 0.3 function takes in its life
+/// (default 1: a fresh instance per request).
+pub const HTTP_INSTANCE_REQUESTS_ANNOTATION: &str = "wasmlet.io/http-instance-requests";
+/// Requests one instance of a wasi:http 0.3 function takes at once (default 1).
+pub const HTTP_INSTANCE_CONCURRENCY_ANNOTATION: &str = "wasmlet.io/http-instance-concurrency";
 pub const COMPILE_TIMEOUT_ANNOTATION: &str = "wasmlet.io/compile-timeout";
 pub const COMPILE_MEMORY_ANNOTATION: &str = "wasmlet.io/compile-memory";
 /// Knative's contract: the port comes from `$PORT`, else 8080.
@@ -279,11 +284,18 @@ fn http_settings(spec: &Spec, env: &[(String, String)]) -> Result<HttpSettings, 
         serve.request_timeout =
             crate::units::parse_duration(value).map_err(|e| bad_annotation(HTTP_TIMEOUT_ANNOTATION, value, e))?;
     }
-    if let Some(value) = annotation(spec, HTTP_MAX_IN_FLIGHT_ANNOTATION) {
-        serve.max_in_flight =
-            value.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                bad_annotation(HTTP_MAX_IN_FLIGHT_ANNOTATION, value, "expected a positive number".into())
-            })?;
+    let positive = |name: &'static str| -> Result<Option<usize>, SpecError> {
+        let Some(value) = annotation(spec, name) else { return Ok(None) };
+        let n = value.parse::<usize>().ok().filter(|n| *n > 0);
+        n.map(Some).ok_or_else(|| bad_annotation(name, value, "expected a positive number".into()))
+    };
+    if let Some(n) = positive(HTTP_MAX_IN_FLIGHT_ANNOTATION)? {
+        serve.max_in_flight = n;
+    }
+    let requests = positive(HTTP_INSTANCE_REQUESTS_ANNOTATION)?;
+    let concurrency = positive(HTTP_INSTANCE_CONCURRENCY_ANNOTATION)?;
+    if requests.is_some() || concurrency.is_some() {
+        serve.reuse = wasmlet_runtime::InstanceReuse::new(requests.unwrap_or(1), concurrency.unwrap_or(1));
     }
     if let Some(value) = annotation(spec, HTTP_MAX_BODY_ANNOTATION) {
         serve.max_body_bytes =
@@ -376,7 +388,9 @@ mod tests {
             "wasmlet.io/http-listen": "127.0.0.1",
             "wasmlet.io/http-timeout": "2s",
             "wasmlet.io/http-max-in-flight": "3",
-            "wasmlet.io/http-max-body": "1Ki"
+            "wasmlet.io/http-max-body": "1Ki",
+            "wasmlet.io/http-instance-requests": "128",
+            "wasmlet.io/http-instance-concurrency": "16"
         }}));
         v["process"]["env"] = serde_json::json!(["PORT=9000"]);
         v["linux"]["namespaces"] = serde_json::json!([{"type": "network", "path": "/var/run/netns/pod"}]);
@@ -385,6 +399,11 @@ mod tests {
         assert_eq!(http.network, Network::Path("/var/run/netns/pod".into()));
         assert_eq!(http.serve.request_timeout, std::time::Duration::from_secs(2));
         assert_eq!((http.serve.max_in_flight, http.serve.max_body_bytes), (3, 1024));
+        assert_eq!(http.serve.reuse, wasmlet_runtime::InstanceReuse::WASMTIME_SERVE);
+        let one = wasm_task(&spec(base(serde_json::json!({}))), rootfs.path()).unwrap().http.serve.reuse;
+        assert_eq!(one, wasmlet_runtime::InstanceReuse::PER_REQUEST);
+        let v = base(serde_json::json!({"annotations": {"wasmlet.io/http-instance-concurrency": "0"}}));
+        assert!(matches!(wasm_task(&spec(v), rootfs.path()).unwrap_err(), SpecError::BadAnnotation { .. }));
 
         let mut v = base(serde_json::json!({"annotations": {"wasmlet.io/http-listen": "nowhere"}}));
         v["process"]["env"] = serde_json::json!(["PORT=x"]);

@@ -12,8 +12,8 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmlet_runtime::{
-    Capabilities, Entry, HttpServer, KillSwitch, Limits, MemoryCap, Preopen, Program, RunRequest, Runtime, ServeConfig,
-    StdinSource, StdoutSink,
+    Capabilities, Entry, HttpServer, InstanceReuse, KillSwitch, Limits, MemoryCap, Preopen, Program, RunRequest,
+    Runtime, ServeConfig, StdinSource, StdoutSink,
 };
 
 /// Entry point of an exec'd guest process; returns its exit status.
@@ -141,6 +141,7 @@ fn serve_http(
         max_queued: serve.max_queued,
         request_timeout: Duration::from_millis(serve.request_timeout_ms),
         max_body_bytes: serve.max_body_bytes,
+        reuse: InstanceReuse::new(serve.instance_requests, serve.instance_concurrency),
     };
     let server = HttpServer::new(Arc::new(runtime), program, caps, limits, config)?;
     // SAFETY: the shim hands fd 4 to this process as the function's listener.

@@ -60,6 +60,9 @@ pub struct Serve {
     pub max_queued: usize,
     pub request_timeout_ms: u64,
     pub max_body_bytes: u64,
+    /// Requests a wasi:http 0.3 instance takes in its life, and at once.
+    pub instance_requests: usize,
+    pub instance_concurrency: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -123,7 +126,14 @@ mod tests {
             network: false,
             stdin: true,
             memory: Some(1 << 20),
-            serve: Some(Serve { max_in_flight: 4, max_queued: 8, request_timeout_ms: 2000, max_body_bytes: 1024 }),
+            serve: Some(Serve {
+                max_in_flight: 4,
+                max_queued: 8,
+                request_timeout_ms: 2000,
+                max_body_bytes: 1024,
+                instance_requests: 128,
+                instance_concurrency: 16,
+            }),
             code_bytes: Some(5),
             code: Some(std::sync::Arc::new(b"code\n".to_vec())),
         };

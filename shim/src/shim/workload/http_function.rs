@@ -71,6 +71,8 @@ impl Workload for HttpFunction {
             max_queued: http.serve.max_queued,
             request_timeout_ms: http.serve.request_timeout.as_millis() as u64,
             max_body_bytes: http.serve.max_body_bytes,
+            instance_requests: http.serve.reuse.max_requests,
+            instance_concurrency: http.serve.reuse.max_concurrent,
         };
         let launch = self.guest.launch(&task, Some(serve));
         let (socket, addr) = blocking(move || bind(&http)).await?;

@@ -44,7 +44,7 @@ impl WasmGuest {
     /// Start).
     pub fn into_workload(self, confinement: Confinement) -> TaskResult<Arc<dyn Workload>> {
         Ok(match self.kind {
-            ProgramKind::HttpProxy => Arc::new(HttpFunction::new(self, confinement)),
+            kind if kind.is_http_function() => Arc::new(HttpFunction::new(self, confinement)),
             _ => Arc::new(WasmRun::spawn(self, confinement)?),
         })
     }
