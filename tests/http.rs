@@ -426,3 +426,34 @@ fn wasi_0_3_instances_serve_one_request_unless_reuse_is_allowed() {
     assert_eq!(late.status, 504, "{}", late.text());
     assert_eq!(reusing.get("/").status, 200, "the server keeps serving after a request expired");
 }
+
+/// With --instance-concurrency 4, one warm instance takes four requests at
+/// once: after a first request, four concurrent slow ones and a last one
+/// are all served by that instance (its count reaches 6), none by another.
+#[test]
+fn a_wasi_0_3_instance_takes_concurrent_requests_when_allowed() {
+    let server = Server::start(
+        &wasmlet_tests::p3_guest("http_service_p3"),
+        &["--instance-requests", "100", "--instance-concurrency", "4"],
+    );
+    assert_eq!(server.get("/served").text(), "1\n");
+    // Until the guest's own task that wrote the body ends, the instance is
+    // busy with post-return work and takes nothing new (a request arriving
+    // then starts another instance): let it become idle.
+    std::thread::sleep(Duration::from_millis(200));
+    let addr = server.addr.clone();
+    // Staggered a little: wasmtime-wasi-http's dispatcher starts a new
+    // instance for a request that arrives while the warm one is between
+    // accepting one request and the next.
+    let slow: Vec<_> = (0..4)
+        .map(|i| {
+            let addr = addr.clone();
+            std::thread::sleep(Duration::from_millis(if i == 0 { 0 } else { 30 }));
+            std::thread::spawn(move || http_request(&addr, "GET", "/sleep?ms=500", &[], b"").unwrap().status)
+        })
+        .collect();
+    let statuses: Vec<u16> = slow.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(statuses, [200, 200, 200, 200]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(server.get("/served").text(), "6\n", "the four went to the one warm instance");
+}

@@ -57,10 +57,13 @@ impl Runtime {
                 }
                 self.run_async_command(program, component, caps, limits, kill, executor).await
             }
-            (Compiled::Component(_), kind) if kind.is_http_function() => Err(RunError::NotACommand(format!(
-                "component {} (a `wasi:http` function: serve it with `wasmlet serve`)",
-                program.digest()
-            ))),
+            (Compiled::Component(_), kind) if kind.is_http_function() => {
+                let world = if kind == ProgramKind::HttpService { "wasi:http/service" } else { "wasi:http/proxy" };
+                Err(RunError::NotACommand(format!(
+                    "component {} (a `{world}` function: serve it with `wasmlet serve`)",
+                    program.digest()
+                )))
+            }
             (Compiled::Component(_), _) => Err(RunError::NotACommand(format!("component {}", program.digest()))),
         }
     }

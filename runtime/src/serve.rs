@@ -166,6 +166,7 @@ impl HttpServer {
             limits,
             stats: ServeStats::default(),
             hard_kill: KillSwitch::new(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         });
         let handler = if kind == ProgramKind::HttpService {
             let pre = program.service_pre(runtime.http_service_linker()?, component).map_err(unknown)?;
@@ -264,6 +265,7 @@ impl HttpServer {
             });
         }
         drop(listener);
+        self.inner.stores.stopping.store(true, Ordering::Relaxed);
         let signal = stop.signal().unwrap_or(libc::SIGTERM);
         if signal != libc::SIGKILL {
             tracing::info!(

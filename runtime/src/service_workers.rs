@@ -76,6 +76,8 @@ pub(crate) struct RequestStores {
     pub(crate) limits: Limits,
     pub(crate) stats: ServeStats,
     pub(crate) hard_kill: KillSwitch,
+    /// Set once the server stops: instances dropped then end by design.
+    pub(crate) stopping: std::sync::atomic::AtomicBool,
 }
 
 impl RequestStores {
@@ -181,6 +183,10 @@ impl WorkerState for Worker {
     fn drop(&self, store: Store<HttpState>, result: wasmtime::Result<()>) {
         self.stores.stats.live_instances.fetch_sub(1, Ordering::Relaxed);
         if let Err(e) = result {
+            if self.stores.stopping.load(Ordering::Relaxed) {
+                tracing::debug!(error = %format!("{e:#}"), "instance dropped as the server stopped");
+                return;
+            }
             match store.data().limiter.refusal() {
                 Some(why) => tracing::warn!(error = %why, "the function's instance ran out of memory"),
                 None => tracing::warn!(error = %format!("{e:#}"), "the function's instance ended with an error"),
