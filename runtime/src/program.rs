@@ -93,31 +93,33 @@ impl ProgramKind {
     /// command, and WASI 0.3 over 0.2 when a component exports both (Rust's
     /// std on wasm32-wasip2 adds a 0.2 `run` to a 0.3 guest).
     fn of_exports<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut kind = ProgramKind::OtherComponent;
-        for name in names {
-            let rank = |k: ProgramKind| match k {
-                ProgramKind::HttpService => 4,
-                ProgramKind::HttpProxy => 3,
-                ProgramKind::AsyncCommand => 2,
-                ProgramKind::Command => 1,
-                _ => 0,
-            };
-            let this = if name.starts_with("wasi:http/handler@0.3") {
-                ProgramKind::HttpService
-            } else if name.starts_with("wasi:http/incoming-handler@0.2") {
-                ProgramKind::HttpProxy
-            } else if name.starts_with("wasi:cli/run@0.3") {
-                ProgramKind::AsyncCommand
-            } else if name.starts_with("wasi:cli/run@0.2") {
-                ProgramKind::Command
-            } else {
-                continue;
-            };
-            if rank(this) > rank(kind) {
-                kind = this;
-            }
+        names
+            .into_iter()
+            .filter_map(Self::of_export)
+            .max_by_key(|kind| kind.precedence())
+            .unwrap_or(ProgramKind::OtherComponent)
+    }
+
+    /// The kind an export named `name` makes a component, if any.
+    fn of_export(name: &str) -> Option<Self> {
+        let kinds = [
+            ("wasi:http/handler@0.3", ProgramKind::HttpService),
+            ("wasi:http/incoming-handler@0.2", ProgramKind::HttpProxy),
+            ("wasi:cli/run@0.3", ProgramKind::AsyncCommand),
+            ("wasi:cli/run@0.2", ProgramKind::Command),
+        ];
+        kinds.into_iter().find(|(prefix, _)| name.starts_with(prefix)).map(|(_, kind)| kind)
+    }
+
+    /// Which kind wins when a component's exports say more than one.
+    fn precedence(self) -> u8 {
+        match self {
+            ProgramKind::HttpService => 4,
+            ProgramKind::HttpProxy => 3,
+            ProgramKind::AsyncCommand => 2,
+            ProgramKind::Command => 1,
+            ProgramKind::Module | ProgramKind::OtherComponent => 0,
         }
-        kind
     }
 }
 
