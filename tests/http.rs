@@ -412,8 +412,8 @@ fn a_wasi_0_3_service_without_network_cannot_send_requests() {
 
 /// One instance per request by default (nothing a request leaves in memory
 /// reaches the next); with --instance-requests 3 an instance takes three
-/// requests in turn, then a fresh one starts. A request past its time is a
-/// 504 either way.
+/// requests in turn, then a fresh one starts. A shared instance's request
+/// that waits past its time is a 504.
 #[test]
 fn wasi_0_3_instances_serve_one_request_unless_reuse_is_allowed() {
     let served = |server: &Server| (0..5).map(|_| server.get("/served").text().trim().to_owned()).collect::<Vec<_>>();
@@ -456,4 +456,19 @@ fn a_wasi_0_3_instance_takes_concurrent_requests_when_allowed() {
     assert_eq!(statuses, [200, 200, 200, 200]);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(server.get("/served").text(), "6\n", "the four went to the one warm instance");
+}
+
+/// A wasi:http 0.3 request that computes past its deadline without ever
+/// calling the host is a 504 (the epoch deadline stops it), shared instance
+/// or not, and the server keeps serving.
+#[test]
+fn a_wasi_0_3_request_spinning_past_its_deadline_is_a_504() {
+    for reuse in [&[][..], &["--instance-requests", "8", "--instance-concurrency", "2"][..]] {
+        let mut args = vec!["--timeout", "700ms"];
+        args.extend_from_slice(reuse);
+        let server = Server::start(&wasmlet_tests::p3_guest("http_service_p3"), &args);
+        let spun = server.get("/spin");
+        assert_eq!(spun.status, 504, "{reuse:?}: {}", spun.text());
+        assert_eq!(server.get("/").status, 200, "{reuse:?}: the server keeps serving");
+    }
 }

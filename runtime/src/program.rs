@@ -108,7 +108,10 @@ impl ProgramKind {
             ("wasi:cli/run@0.3", ProgramKind::AsyncCommand),
             ("wasi:cli/run@0.2", ProgramKind::Command),
         ];
-        kinds.into_iter().find(|(prefix, _)| name.starts_with(prefix)).map(|(_, kind)| kind)
+        // Release candidates of WASI 0.3 (`@0.3.0-rc-…`) are other worlds
+        // than the 0.3.0 the host implements.
+        let rc = name.contains("@0.3") && name.contains("-rc");
+        kinds.into_iter().find(|(prefix, _)| name.starts_with(prefix) && !rc).map(|(_, kind)| kind)
     }
 
     /// Which kind wins when a component's exports say more than one.
@@ -330,7 +333,8 @@ mod tests {
         let kind = |names: &[&str]| ProgramKind::of_exports(names.iter().copied());
         assert_eq!(kind(&["wasi:cli/run@0.2.6"]), ProgramKind::Command);
         assert_eq!(kind(&["wasi:cli/run@0.3.0"]), ProgramKind::AsyncCommand);
-        assert_eq!(kind(&["wasi:cli/run@0.2.0", "wasi:cli/run@0.3.0-rc-2026-03-15"]), ProgramKind::AsyncCommand);
+        assert_eq!(kind(&["wasi:cli/run@0.2.0", "wasi:cli/run@0.3.0"]), ProgramKind::AsyncCommand);
+        assert_eq!(kind(&["wasi:cli/run@0.3.0-rc-2026-03-15"]), ProgramKind::OtherComponent);
         assert_eq!(kind(&["wasi:cli/run@0.3.0", "wasi:cli/run@0.2.0"]), ProgramKind::AsyncCommand);
         assert_eq!(kind(&["wasi:cli/run@0.2.0", "wasi:http/incoming-handler@0.2.0"]), ProgramKind::HttpProxy);
         assert_eq!(kind(&["wasi:http/handler@0.3.0", "wasi:cli/run@0.3.0"]), ProgramKind::HttpService);

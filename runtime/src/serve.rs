@@ -265,7 +265,6 @@ impl HttpServer {
             });
         }
         drop(listener);
-        self.inner.stores.stopping.store(true, Ordering::Relaxed);
         let signal = stop.signal().unwrap_or(libc::SIGTERM);
         if signal != libc::SIGKILL {
             tracing::info!(
@@ -275,12 +274,15 @@ impl HttpServer {
             );
             tokio::select! {
                 () = graceful.shutdown() => {
+                    // Idle wasi:http 0.3 instances are dropped with the executor now.
+                    self.inner.stores.stopping.store(true, Ordering::Relaxed);
                     tracing::info!("drained; exiting");
                     return Outcome { status: ExitStatus::Exited(0), results: Vec::new() };
                 }
                 () = stop.killed_hard() => {}
             }
         }
+        self.inner.stores.stopping.store(true, Ordering::Relaxed);
         self.inner.stores.hard_kill.kill(libc::SIGKILL);
         Outcome { status: ExitStatus::Signaled(libc::SIGKILL), results: Vec::new() }
     }
@@ -304,7 +306,7 @@ impl HttpServer {
         inner.stores.stats.requests.fetch_add(1, Ordering::Relaxed);
         let answered = match &inner.handler {
             Handler::Proxy(pre) => self.run_guest(pre, req, deadline).await,
-            Handler::Service(workers) => self.hand_to_worker(workers, req).await,
+            Handler::Service(workers) => self.hand_to_worker(workers, req, deadline).await,
         };
         match answered {
             Ok(response) => response,
@@ -347,21 +349,32 @@ impl HttpServer {
         })
     }
 
-    /// Answer through a wasi:http 0.3 worker (its deadline is the worker's
-    /// request expiry).
-    async fn hand_to_worker<B>(&self, workers: &Workers, req: Request<B>) -> Result<ServeResponse, (StatusCode, String)>
+    /// Answer through a wasi:http 0.3 worker, by `deadline` (which also
+    /// expires the request inside the worker's instance).
+    async fn hand_to_worker<B>(
+        &self,
+        workers: &Workers,
+        req: Request<B>,
+        deadline: tokio::time::Instant,
+    ) -> Result<ServeResponse, (StatusCode, String)>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error> + std::error::Error + Send + Sync + 'static,
     {
         use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError, TrapOrPanicError};
         let timeout = self.inner.config.request_timeout;
-        match workers.handle((), self.limit_body(req)).await {
+        let late = || (StatusCode::GATEWAY_TIMEOUT, format!("the function did not answer within {timeout:?}"));
+        let Ok(answered) = tokio::time::timeout_at(deadline, workers.handle(deadline, self.limit_body(req))).await
+        else {
+            return Err(late());
+        };
+        match answered {
             Ok(response) => Ok(response.map(|body| DrainOnDrop(Some(body)).boxed_unsync())),
-            Err(e) if e.is::<ExpirationError>() => {
-                Err((StatusCode::GATEWAY_TIMEOUT, format!("the function did not answer within {timeout:?}")))
-            }
-            Err(e) if e.is::<InstantiationError<()>>() => {
+            // Expired, or stopped by the epoch deadline (a guest that never
+            // yields): its instance's end reads as a trap.
+            Err(e) if e.is::<ExpirationError>() || e.is::<crate::run::Interrupted>() => Err(late()),
+            Err(e) if e.is::<TrapOrPanicError>() && tokio::time::Instant::now() >= deadline => Err(late()),
+            Err(e) if e.is::<InstantiationError<tokio::time::Instant>>() => {
                 Err((StatusCode::INTERNAL_SERVER_ERROR, format!("the function cannot be instantiated: {e:#}")))
             }
             Err(e) if e.is::<TrapOrPanicError>() => {

@@ -137,12 +137,7 @@ impl HandlerState for ServiceWorkers {
             proxy: Proxy::P3(service),
             view: <HttpState as WasiHttpView>::http,
             expiration: Expiration { reuse: self.reuse, request_timeout: self.request_timeout, timer: None },
-            state: Worker {
-                stores: self.stores.clone(),
-                reuse: self.reuse,
-                request_timeout: self.request_timeout,
-                _ticking: ticking,
-            },
+            state: Worker { stores: self.stores.clone(), reuse: self.reuse, _ticking: ticking },
         })
     }
 }
@@ -151,14 +146,14 @@ impl HandlerState for ServiceWorkers {
 pub(crate) struct Worker {
     stores: Arc<RequestStores>,
     reuse: InstanceReuse,
-    request_timeout: Duration,
     /// Epoch ticks while the instance lives: kills, deadlines, yields.
     _ticking: crate::ticker::Running,
 }
 
 impl WorkerState for Worker {
     type StoreData = HttpState;
-    type RequestData = ();
+    /// The request's deadline, set when it arrived.
+    type RequestData = tokio::time::Instant;
 
     fn should_accept_request(&self, concurrent: usize, total: usize) -> ShouldAccept {
         if total >= self.reuse.max_requests.max(1) {
@@ -173,11 +168,12 @@ impl WorkerState for Worker {
     fn on_request_start(
         &self,
         _store: StoreContextMut<'_, HttpState>,
-        (): (),
+        deadline: tokio::time::Instant,
         _task: GuestTaskId,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
-        // The request expires (504) when its time is up.
-        Box::pin(tokio::time::sleep(self.request_timeout))
+        // The request expires (504) when its time, counted from its
+        // arrival, is up.
+        Box::pin(tokio::time::sleep_until(deadline))
     }
 
     fn drop(&self, store: Store<HttpState>, result: wasmtime::Result<()>) {

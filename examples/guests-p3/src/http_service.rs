@@ -7,6 +7,7 @@
 //!                  an outgoing GET to 127.0.0.1:P/x; answers with its status and body
 //!   /sleep?ms=N    answers after N ms
 //!   /trap          traps (a Rust panic aborts)
+//!   /spin          computes forever, never calling the host
 use std::sync::atomic::{AtomicU32, Ordering};
 use wasip3::http::types::{ErrorCode, Fields, Request, Response, Scheme};
 use wasip3::{wit_bindgen, wit_future, wit_stream};
@@ -50,6 +51,12 @@ impl wasip3::exports::http::handler::Guest for Service {
                 Ok(respond(200, vec![format!("slept {ms} ms\n").into_bytes()], 0))
             }
             "/trap" => panic!("asked to trap"),
+            "/spin" => {
+                let mut n = 0u64;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
             _ => Ok(respond(404, vec![format!("no route {route}\n").into_bytes()], 0)),
         }
     }
