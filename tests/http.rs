@@ -472,3 +472,18 @@ fn a_wasi_0_3_request_spinning_past_its_deadline_is_a_504() {
         assert_eq!(server.get("/").status, 200, "{reuse:?}: the server keeps serving");
     }
 }
+
+/// Reuse flags that cannot mean anything are usage errors, not ignored.
+#[test]
+fn instance_reuse_flags_that_mean_nothing_are_refused() {
+    let w = Wasmlet::new();
+    let service = wasmlet_tests::p3_guest("http_service_p3");
+    for flags in [&["--instance-concurrency", "4"][..], &["--instance-requests", "0"][..]] {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["serve".as_ref(), "--addr".as_ref(), "127.0.0.1:0".as_ref()];
+        args.extend(flags.iter().map(std::ffi::OsStr::new));
+        args.push(service.as_os_str());
+        let s = seen(&w.run(args));
+        assert_eq!(s.code, Some(2), "{flags:?}: {s:?}");
+        assert!(s.stderr.contains("--instance-"), "{flags:?}: {s:?}");
+    }
+}

@@ -37,7 +37,7 @@ impl Runtime {
             (Compiled::Module(module), _) => {
                 self.run_module(crate::module_run::Asynchronous, program, module, entry, caps, limits, kill).await
             }
-            (Compiled::Component(component), ProgramKind::Command) => {
+            (Compiled::Component(component), kind @ (ProgramKind::Command | ProgramKind::AsyncCommand)) => {
                 if let Entry::Export(name) = entry {
                     return Err(RunError::UninvokableExport {
                         name: name.clone(),
@@ -45,17 +45,11 @@ impl Runtime {
                             .into(),
                     });
                 }
-                self.run_command(program, component, caps, limits, kill, executor).await
-            }
-            (Compiled::Component(component), ProgramKind::AsyncCommand) => {
-                if let Entry::Export(name) = entry {
-                    return Err(RunError::UninvokableExport {
-                        name: name.clone(),
-                        why: "components run through `wasi:cli/run`; invoking other component exports is not supported"
-                            .into(),
-                    });
+                if kind == ProgramKind::AsyncCommand {
+                    self.run_async_command(program, component, caps, limits, kill, executor).await
+                } else {
+                    self.run_command(program, component, caps, limits, kill, executor).await
                 }
-                self.run_async_command(program, component, caps, limits, kill, executor).await
             }
             (Compiled::Component(_), kind) if kind.is_http_function() => {
                 let world = if kind == ProgramKind::HttpService { "wasi:http/service" } else { "wasi:http/proxy" };
@@ -80,14 +74,7 @@ impl Runtime {
         let pre = program
             .command_pre(self.component_linker()?, component)
             .map_err(|e| RunError::UnknownImport(link_error_message(&e)))?;
-        let ctx = caps.into_builder(true)?.build();
-        let mut store = self.new_store(
-            ComponentState { ctx, table: ResourceTable::new(), limiter: MemoryLimiter::for_limits(limits) },
-            limits,
-            kill,
-            Yielding::ToExecutor,
-        );
-        store.limiter(|s| &mut s.limiter);
+        let mut store = self.command_store(caps, limits, kill)?;
         let guest = async {
             let command = match pre.instantiate_async(&mut store).await {
                 Ok(command) => command,
@@ -101,6 +88,25 @@ impl Runtime {
         };
         let end = self.race(guest, limits, kill, executor).await;
         classify(end, store.data().limiter.refusal())
+    }
+
+    /// The store a command component runs in: its WASI context, its memory
+    /// limit, stopped by `kill` or its deadline.
+    fn command_store(
+        &self,
+        caps: Capabilities,
+        limits: &Limits,
+        kill: &KillSwitch,
+    ) -> Result<wasmtime::Store<ComponentState>, RunError> {
+        let ctx = caps.into_builder(true)?.build();
+        let mut store = self.new_store(
+            ComponentState { ctx, table: ResourceTable::new(), limiter: MemoryLimiter::for_limits(limits) },
+            limits,
+            kill,
+            Yielding::ToExecutor,
+        );
+        store.limiter(|s| &mut s.limiter);
+        Ok(store)
     }
 
     /// A WASI 0.3 command: its async `run` is driven by the store's event
@@ -118,14 +124,7 @@ impl Runtime {
         let pre = program
             .async_command_pre(self.async_command_linker()?, component)
             .map_err(|e| RunError::UnknownImport(link_error_message(&e)))?;
-        let ctx = caps.into_builder(true)?.build();
-        let mut store = self.new_store(
-            ComponentState { ctx, table: ResourceTable::new(), limiter: MemoryLimiter::for_limits(limits) },
-            limits,
-            kill,
-            Yielding::ToExecutor,
-        );
-        store.limiter(|s| &mut s.limiter);
+        let mut store = self.command_store(caps, limits, kill)?;
         let guest = async {
             let command = match pre.instantiate_async(&mut store).await {
                 Ok(command) => command,

@@ -350,12 +350,7 @@ impl Runtime {
     /// built with Rust's std for wasm32-wasip2 imports some 0.2 too (as
     /// `wasmtime run -Sp3` links both).
     pub(crate) fn async_command_linker(&self) -> Result<&wasmtime::component::Linker<ComponentState>, RunError> {
-        built_once(&self.async_command_linker, "the WASI 0.3 linker", || {
-            let mut linker = wasmtime::component::Linker::new(&self.engine);
-            wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-            wasmtime_wasi::p3::add_to_linker(&mut linker)?;
-            Ok(linker)
-        })
+        built_once(&self.async_command_linker, "the WASI 0.3 linker", || wasi_0_2_and_0_3(&self.engine))
     }
 
     /// The linker for `wasi:http/service` (0.3) components: WASI 0.2 and
@@ -364,9 +359,7 @@ impl Runtime {
         &self,
     ) -> Result<&wasmtime::component::Linker<crate::state::HttpState>, RunError> {
         built_once(&self.http_service_linker, "the wasi:http 0.3 linker", || {
-            let mut linker = wasmtime::component::Linker::new(&self.engine);
-            wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-            wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+            let mut linker = wasi_0_2_and_0_3(&self.engine)?;
             wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
             wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
             Ok(linker)
@@ -440,6 +433,16 @@ impl Runtime {
         };
         stopped_by_epoch(end, kill)
     }
+}
+
+/// A component linker with all of WASI 0.2 and 0.3.
+fn wasi_0_2_and_0_3<T: wasmtime_wasi::WasiView + 'static>(
+    engine: &Engine,
+) -> wasmtime::Result<wasmtime::component::Linker<T>> {
+    let mut linker = wasmtime::component::Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+    Ok(linker)
 }
 
 /// `proc_exit` with any status a process can have, as exit(2) does (the low

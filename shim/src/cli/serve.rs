@@ -62,6 +62,14 @@ pub fn serve(runtime: Arc<Runtime>, args: ServeArgs) -> i32 {
             return 2;
         }
     };
+    if args.instance_requests == 0 || args.instance_concurrency == 0 {
+        eprintln!("wasmlet: --instance-requests and --instance-concurrency must be at least 1");
+        return 2;
+    }
+    if args.instance_concurrency > 1 && args.instance_requests == 1 {
+        eprintln!("wasmlet: --instance-concurrency above 1 needs --instance-requests above 1 (an instance that takes one request has nothing to run at once)");
+        return 2;
+    }
     let program = match super::images::load_program(&runtime, &args.file, false, &args.registry) {
         Ok(program) => program,
         Err(err) => {

@@ -294,6 +294,13 @@ fn http_settings(spec: &Spec, env: &[(String, String)]) -> Result<HttpSettings, 
     }
     let requests = positive(HTTP_INSTANCE_REQUESTS_ANNOTATION)?;
     let concurrency = positive(HTTP_INSTANCE_CONCURRENCY_ANNOTATION)?;
+    if let (None | Some(1), Some(n @ 2..)) = (requests, concurrency) {
+        return Err(bad_annotation(
+            HTTP_INSTANCE_CONCURRENCY_ANNOTATION,
+            &n.to_string(),
+            format!("needs {HTTP_INSTANCE_REQUESTS_ANNOTATION} above 1: an instance that takes one request has nothing to run at once"),
+        ));
+    }
     if requests.is_some() || concurrency.is_some() {
         serve.reuse = wasmlet_runtime::InstanceReuse::new(requests.unwrap_or(1), concurrency.unwrap_or(1));
     }
@@ -402,8 +409,13 @@ mod tests {
         assert_eq!(http.serve.reuse, wasmlet_runtime::InstanceReuse::WASMTIME_SERVE);
         let one = wasm_task(&spec(base(serde_json::json!({}))), rootfs.path()).unwrap().http.serve.reuse;
         assert_eq!(one, wasmlet_runtime::InstanceReuse::PER_REQUEST);
-        let v = base(serde_json::json!({"annotations": {"wasmlet.io/http-instance-concurrency": "0"}}));
-        assert!(matches!(wasm_task(&spec(v), rootfs.path()).unwrap_err(), SpecError::BadAnnotation { .. }));
+        for bad in [
+            serde_json::json!({"wasmlet.io/http-instance-concurrency": "0"}),
+            serde_json::json!({"wasmlet.io/http-instance-concurrency": "4"}),
+        ] {
+            let v = base(serde_json::json!({ "annotations": bad }));
+            assert!(matches!(wasm_task(&spec(v), rootfs.path()).unwrap_err(), SpecError::BadAnnotation { .. }));
+        }
 
         let mut v = base(serde_json::json!({"annotations": {"wasmlet.io/http-listen": "nowhere"}}));
         v["process"]["env"] = serde_json::json!(["PORT=x"]);
