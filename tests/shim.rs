@@ -510,6 +510,38 @@ fn five_hundred_parallel_runs_lose_no_output_and_leak_nothing() {
     assert_soak_left_nothing(&tag);
 }
 
+/// `ctr run --rm` of an HTTP function in `ns` on `port`, returned once the
+/// task is RUNNING: Start has returned then, so the listener must be up.
+fn run_http_function(
+    c: &Containerd,
+    ns: &NetNs,
+    port: u16,
+    image: &str,
+    id: &str,
+    args: &[&str],
+) -> std::process::Child {
+    let child = c
+        .ctr()
+        .args(["run", "--rm", "--runtime", RUNTIME, "--env", &format!("PORT={port}"), "--with-ns"])
+        .arg(format!("network:{}", ns.path()))
+        .args([image, id])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut running = false;
+    for _ in 0..200 {
+        if c.ctr_ok(&["tasks", "ls"]).lines().any(|l| l.starts_with(id) && l.contains("RUNNING")) {
+            running = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(running, "task never ran: {}", c.log());
+    child
+}
+
 #[test]
 fn http_function_serves_in_the_pods_network_namespace_and_drains_on_sigterm() {
     let c = Containerd::start();
@@ -524,25 +556,7 @@ fn http_function_serves_in_the_pods_network_namespace_and_drains_on_sigterm() {
     c.import(&archive);
     let ns = NetNs::new(&unique_id("wasmlet-http"));
     let id = unique_id("http");
-    let child = c
-        .ctr()
-        .args(["run", "--rm", "--runtime", RUNTIME, "--env", "PORT=18481", "--with-ns"])
-        .arg(format!("network:{}", ns.path()))
-        .args(["docker.io/wasmlet/http-echo:latest", &id])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Start has returned once the task is RUNNING; the listener must be up by then.
-    let mut running = false;
-    for _ in 0..200 {
-        if c.ctr_ok(&["tasks", "ls"]).lines().any(|l| l.starts_with(&id) && l.contains("RUNNING")) {
-            running = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    assert!(running, "task never ran: {}", c.log());
+    let child = run_http_function(&c, &ns, 18481, "docker.io/wasmlet/http-echo:latest", &id, &[]);
     let first = ns.curl("http://127.0.0.1:18481/log");
     let text = String::from_utf8_lossy(&first.stdout);
     assert!(
@@ -1177,24 +1191,7 @@ fn wasi_0_3_commands_and_http_services_run_through_containerd() {
 
     let ns = NetNs::new(&unique_id("wasmlet-p3"));
     let id = unique_id("p3-http");
-    let child = c
-        .ctr()
-        .args(["run", "--rm", "--runtime", RUNTIME, "--env", "PORT=18482", "--with-ns"])
-        .arg(format!("network:{}", ns.path()))
-        .args([image, &id, "/service.wasm"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut running = false;
-    for _ in 0..200 {
-        if c.ctr_ok(&["tasks", "ls"]).lines().any(|l| l.starts_with(&id) && l.contains("RUNNING")) {
-            running = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    assert!(running, "task never ran: {}", c.log());
+    let child = run_http_function(&c, &ns, 18482, image, &id, &["/service.wasm"]);
     let streamed = ns.curl("http://127.0.0.1:18482/stream?n=3");
     let text = String::from_utf8_lossy(&streamed.stdout);
     assert_eq!(text, "chunk 1\nchunk 2\nchunk 3\n\n200", "{}", String::from_utf8_lossy(&streamed.stderr));

@@ -332,20 +332,22 @@ impl HttpServer {
         permit.ok()?.ok()
     }
 
-    /// A request's body, held to [`ServeConfig::max_body_bytes`].
-    fn limit_body<B>(&self, req: Request<B>) -> Request<wasmtime_wasi_http::WasiBody>
+    /// A request's body, held to [`ServeConfig::max_body_bytes`]. Not boxed
+    /// here: the 0.2 path hands it to wasmtime-wasi-http, which boxes it.
+    fn limit_body<B>(
+        &self,
+        req: Request<B>,
+    ) -> Request<impl hyper::body::Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + Send + 'static>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error> + std::error::Error + Send + Sync + 'static,
     {
         let max_body = self.inner.config.max_body_bytes;
         req.map(move |body| {
-            Limited::new(body, max_body as usize)
-                .map_err(move |e| match e.downcast::<B::Error>() {
-                    Ok(e) => (*e).into(),
-                    Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body)),
-                })
-                .boxed_unsync()
+            Limited::new(body, max_body as usize).map_err(move |e| match e.downcast::<B::Error>() {
+                Ok(e) => (*e).into(),
+                Err(_) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(max_body)),
+            })
         })
     }
 
@@ -364,7 +366,11 @@ impl HttpServer {
         use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError, TrapOrPanicError};
         let timeout = self.inner.config.request_timeout;
         let late = || (StatusCode::GATEWAY_TIMEOUT, format!("the function did not answer within {timeout:?}"));
-        let Ok(answered) = tokio::time::timeout_at(deadline, workers.handle(deadline, self.limit_body(req))).await
+        let Ok(answered) = tokio::time::timeout_at(
+            deadline,
+            workers.handle(deadline, self.limit_body(req).map(BodyExt::boxed_unsync)),
+        )
+        .await
         else {
             return Err(late());
         };
