@@ -528,6 +528,43 @@ fn a_wasi_0_3_component_the_host_cannot_satisfy_names_the_missing_import() {
     assert!(!s.stderr.contains("invalid WebAssembly"), "{s:?}");
 }
 
+/// WASI 0.3 programs get an engine of their own (with wasmtime's
+/// concurrency support, which costs every 0.1/0.2 store and call), so their
+/// code lives in another cache folder; precompiled artifacts of either run.
+#[test]
+fn wasi_0_3_programs_compile_for_the_concurrent_engine_and_the_rest_for_the_standard_one() {
+    let w = Wasmlet::new();
+    let compiled = |file: &std::path::Path| {
+        let s = seen(&w.run(["compile".as_ref(), file.as_os_str()]));
+        assert_eq!(s.code, Some(0), "{s:?}");
+        let entry = std::path::PathBuf::from(s.stdout.split_whitespace().nth(1).unwrap());
+        assert!(entry.exists(), "{s:?}");
+        entry
+    };
+    let folder = |entry: &std::path::Path| entry.parent().unwrap().to_owned();
+    let module = compiled(&guest("hello", false));
+    let command = compiled(&guest("hello", true));
+    let proxy = compiled(&wasmlet_tests::http_guest("hello"));
+    let async_command = compiled(&wasmlet_tests::p3_guest("wasi_check_p3"));
+    let service = compiled(&wasmlet_tests::p3_guest("http_service_p3"));
+    assert_eq!(folder(&module), folder(&command));
+    assert_eq!(folder(&module), folder(&proxy));
+    assert_eq!(folder(&async_command), folder(&service));
+    assert_ne!(folder(&module), folder(&async_command));
+
+    // Each artifact loads on the engine that made it.
+    let s = seen(&w.run([
+        "run".as_ref(),
+        "--allow-precompiled".as_ref(),
+        async_command.as_os_str(),
+        "exit".as_ref(),
+        "7".as_ref(),
+    ]));
+    assert_eq!(s.code, Some(7), "{s:?}");
+    let s = seen(&w.run(["run".as_ref(), "--allow-precompiled".as_ref(), command.as_os_str()]));
+    assert_eq!((s.code, s.stdout.as_str()), (Some(0), "hello from wasmlet\n"), "{s:?}");
+}
+
 /// A WASI 0.3 command component (built from examples/guests-p3 with the
 /// `wasip3` bindings: only 0.3's `wasi:cli/run` exported) runs, with its
 /// arguments, environment, stdio streams, preopened files and exit code.

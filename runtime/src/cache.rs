@@ -15,6 +15,7 @@
 //! running the same Wasm shares one copy of its code in the page cache.
 
 use crate::digest::Digest;
+use crate::engine::EngineKind;
 use crate::error::{CacheError, LoadError};
 use crate::program::Compiled;
 use std::fs::{self, File};
@@ -69,6 +70,8 @@ struct Counters {
 
 pub struct CompileCache {
     dir: PathBuf,
+    /// The engine whose code the folder holds (compile workers build one).
+    kind: EngineKind,
     counters: Counters,
 }
 
@@ -85,8 +88,9 @@ pub(crate) enum Ensured {
 }
 
 impl CompileCache {
-    /// Open (creating if needed) the cache folder for `engine` under `root`.
-    pub fn open(root: &Path, engine: &Engine) -> Result<Self, CacheError> {
+    /// Open (creating if needed) the cache folder for `engine` (of `kind`)
+    /// under `root`.
+    pub(crate) fn open(root: &Path, engine: &Engine, kind: EngineKind) -> Result<Self, CacheError> {
         let mut hasher = crate::digest::Sha256Hasher::default();
         std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
         let compat = hasher.finish_digest().hex();
@@ -99,7 +103,7 @@ impl CompileCache {
             }
             Err(e) => return Err(CacheError::io(&dir, "create")(e)),
         }
-        Ok(Self { dir, counters: Counters::default() })
+        Ok(Self { dir, kind, counters: Counters::default() })
     }
 
     /// The cache's root (shared by every engine version).
@@ -209,7 +213,7 @@ impl CompileCache {
             Err(Corrupt(why)) => self.evict(digest, &why).or_else(|e| self.keep_going(e))?,
         }
         let started = std::time::Instant::now();
-        let code = crate::compile::precompile(engine, bytes, component, what, how)?;
+        let code = crate::compile::precompile(engine, self.kind, bytes, component, what, how)?;
         if lock.is_none() {
             return Ok(self.in_memory(digest, code, "cannot take its lock"));
         }

@@ -65,6 +65,7 @@ pub enum OverBudget {
 /// `component`), as `engine` would produce it, per `how`.
 pub(crate) fn precompile(
     engine: &wasmtime::Engine,
+    kind: crate::engine::EngineKind,
     bytes: &[u8],
     component: bool,
     what: &str,
@@ -72,7 +73,7 @@ pub(crate) fn precompile(
 ) -> Result<Vec<u8>, LoadError> {
     match how {
         Compile::InProcess => in_process(engine, bytes, component).map_err(|err| rejected(what, &format!("{err:#}"))),
-        Compile::Within(budget) => in_worker(bytes, component, what, budget),
+        Compile::Within(budget) => in_worker(bytes, component, kind, what, budget),
     }
 }
 
@@ -85,13 +86,20 @@ fn in_process(engine: &wasmtime::Engine, bytes: &[u8], component: bool) -> wasmt
     }
 }
 
-fn in_worker(bytes: &[u8], component: bool, what: &str, budget: CompileBudget) -> Result<Vec<u8>, LoadError> {
+fn in_worker(
+    bytes: &[u8],
+    component: bool,
+    kind: crate::engine::EngineKind,
+    what: &str,
+    budget: CompileBudget,
+) -> Result<Vec<u8>, LoadError> {
     let failed = |why: String| LoadError::Compile { what: what.to_owned(), why };
     let over = |reason: OverBudget| LoadError::OverBudget { what: what.to_owned(), reason };
     let mut command = Command::new("/proc/self/exe");
     command
         .arg(WORKER_ACTION)
         .arg(if component { "component" } else { "module" })
+        .arg(kind.as_arg())
         .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -193,14 +201,19 @@ fn rejected(what: &str, message: &str) -> LoadError {
 /// The worker's status for Wasm the compiler rejects (its message on stderr).
 const WORKER_INVALID: i32 = 65;
 
-/// The compile worker: `WORKER_ACTION module|component`, the Wasm on
-/// stdin, the code for an engine of the same build on stdout. Returns the
-/// process's exit status.
-pub fn worker_main(kind: &str) -> i32 {
-    let component = match kind {
+/// The compile worker: `WORKER_ACTION module|component standard|concurrent`,
+/// the Wasm on stdin, the code for that engine of the same build on stdout.
+/// `args` is the process's whole argv. Returns the process's exit status.
+pub fn worker_main(args: &[std::ffi::OsString]) -> i32 {
+    let arg = |i: usize| args.get(i).and_then(|a| a.to_str()).unwrap_or_default();
+    let (format, engine) = (arg(2), arg(3));
+    let component = match format {
         "module" => false,
         "component" => true,
         _ => return 64,
+    };
+    let Some(kind) = crate::engine::EngineKind::from_arg(engine) else {
+        return 64;
     };
     let mut bytes = Vec::new();
     if std::io::stdin().lock().read_to_end(&mut bytes).is_err() {
@@ -208,7 +221,7 @@ pub fn worker_main(kind: &str) -> i32 {
     }
     // The engine settings that shape code are those of every wasmlet
     // engine; the allocation strategy is not among them.
-    let engine = match crate::engine::build_engine(None) {
+    let engine = match crate::engine::build_engine(kind, None) {
         Ok((engine, _)) => engine,
         Err(err) => {
             eprintln!("creating the engine: {err:#}");

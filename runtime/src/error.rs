@@ -31,6 +31,8 @@ pub enum LoadError {
     OverBudget { what: String, reason: crate::compile::OverBudget },
     #[error(transparent)]
     Cache(#[from] CacheError),
+    #[error("creating the engine for component-model async (WASI 0.3): {0}")]
+    Engine(String),
 }
 
 impl LoadError {

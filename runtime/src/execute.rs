@@ -72,9 +72,9 @@ impl Runtime {
         executor: Executor,
     ) -> Result<Outcome, RunError> {
         let pre = program
-            .command_pre(self.component_linker()?, component)
+            .command_pre(self.command_linker(program.engine_kind())?, component)
             .map_err(|e| RunError::UnknownImport(link_error_message(&e)))?;
-        let mut store = self.command_store(caps, limits, kill)?;
+        let mut store = command_store(program, caps, limits, kill)?;
         let guest = async {
             let command = match pre.instantiate_async(&mut store).await {
                 Ok(command) => command,
@@ -90,25 +90,6 @@ impl Runtime {
         classify(end, store.data().limiter.refusal())
     }
 
-    /// The store a command component runs in: its WASI context, its memory
-    /// limit, stopped by `kill` or its deadline.
-    fn command_store(
-        &self,
-        caps: Capabilities,
-        limits: &Limits,
-        kill: &KillSwitch,
-    ) -> Result<wasmtime::Store<ComponentState>, RunError> {
-        let ctx = caps.into_builder(true)?.build();
-        let mut store = self.new_store(
-            ComponentState { ctx, table: ResourceTable::new(), limiter: MemoryLimiter::for_limits(limits) },
-            limits,
-            kill,
-            Yielding::ToExecutor,
-        );
-        store.limiter(|s| &mut s.limiter);
-        Ok(store)
-    }
-
     /// A WASI 0.3 command: its async `run` is driven by the store's event
     /// loop (`run_concurrent`), which also runs the host's side of its
     /// streams and futures until `run` returns.
@@ -122,9 +103,9 @@ impl Runtime {
         executor: Executor,
     ) -> Result<Outcome, RunError> {
         let pre = program
-            .async_command_pre(self.async_command_linker()?, component)
+            .async_command_pre(self.command_linker(program.engine_kind())?, component)
             .map_err(|e| RunError::UnknownImport(link_error_message(&e)))?;
-        let mut store = self.command_store(caps, limits, kill)?;
+        let mut store = command_store(program, caps, limits, kill)?;
         let guest = async {
             let command = match pre.instantiate_async(&mut store).await {
                 Ok(command) => command,
@@ -140,4 +121,24 @@ impl Runtime {
         let end = self.race(guest, limits, kill, executor).await;
         classify(end, store.data().limiter.refusal())
     }
+}
+
+/// The store a command component runs in: its WASI context, its memory
+/// limit, stopped by `kill` or its deadline.
+fn command_store(
+    program: &Program,
+    caps: Capabilities,
+    limits: &Limits,
+    kill: &KillSwitch,
+) -> Result<wasmtime::Store<ComponentState>, RunError> {
+    let ctx = caps.into_builder(true)?.build();
+    let mut store = Runtime::new_store(
+        program.engine(),
+        ComponentState { ctx, table: ResourceTable::new(), limiter: MemoryLimiter::for_limits(limits) },
+        limits,
+        kill,
+        Yielding::ToExecutor,
+    );
+    store.limiter(|s| &mut s.limiter);
+    Ok(store)
 }

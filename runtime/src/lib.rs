@@ -1,8 +1,10 @@
 //! wasmlet's engine: everything between "here are some Wasm bytes and a set of
 //! capabilities" and "the guest ran and exited with status N".
 //!
-//! Owns: the one warm [`wasmtime::Engine`] per process (pooling allocator,
-//! epoch interruption, async, component model), the on-disk compile cache
+//! Owns: the warm [`wasmtime::Engine`]s of a process (pooling allocator,
+//! epoch interruption, async, component model; component-model concurrency
+//! only in the second, built for the first WASI 0.3 program: see
+//! [`EngineKind`]), the on-disk compile cache
 //! shared by every process on the node, the translation of capabilities into
 //! a WASI context, per-run limits (memory, deadline, kill) and exit statuses,
 //! and (in `serve`) serving `wasi:http/proxy` (0.2) and `wasi:http/service`
@@ -12,6 +14,7 @@
 //! the host process. Callers (the shim, the CLI) translate those into
 //! [`Capabilities`], [`Limits`] and [`KillSwitch`] calls.
 
+mod async_features;
 mod blocking;
 mod cache;
 mod capabilities;
@@ -39,7 +42,7 @@ pub use capabilities::{Capabilities, Preopen, StdinSource, StdoutSink};
 pub use compile::{Compile, CompileBudget, OverBudget};
 pub use config::{PoolConfig, RuntimeConfig};
 pub use digest::Digest;
-pub use engine::AllocationStrategy;
+pub use engine::{AllocationStrategy, EngineKind};
 pub use error::{CacheError, LoadError, RunError};
 pub use exit::{ExitStatus, Outcome};
 pub use kill::KillSwitch;

@@ -166,7 +166,7 @@ impl Runtime {
         .map_err(|e| RunError::UnknownImport(crate::run::link_error_message(&e)))?;
         let wasi = caps.into_builder(true)?.build_p1();
         let state = ModuleState { wasi, limiter: MemoryLimiter::for_limits(limits) };
-        let mut store = self.new_store(state, limits, kill, style.yielding());
+        let mut store = Runtime::new_store(program.engine(), state, limits, kill, style.yielding());
         store.limiter(|s| &mut s.limiter);
         let guest = async {
             let instance = match style.instantiate(&pre, &mut store).await {

@@ -10,6 +10,7 @@
 use crate::cache::{CacheOutcome, Ensured};
 use crate::compile::Compile;
 use crate::digest::Digest;
+use crate::engine::EngineKind;
 use crate::error::LoadError;
 use crate::program::{ProgramKind, WasmFormat};
 use crate::run::Runtime;
@@ -21,6 +22,8 @@ pub struct Prepared {
     /// The sha256 of its Wasm binary: its cache key.
     pub digest: Digest,
     pub kind: ProgramKind,
+    /// The engine it was compiled for (the runner loads it for that one).
+    pub engine: EngineKind,
     /// [`CacheOutcome::Disk`], [`CacheOutcome::Compiled`] or [`CacheOutcome::Uncached`].
     pub outcome: CacheOutcome,
     /// The compiled code, when the cache could not keep it.
@@ -72,7 +75,9 @@ impl Runtime {
         how: Compile,
     ) -> Result<Prepared, LoadError> {
         // Compiled first: what compiles is valid, so its exports parse.
-        let (outcome, code) = match self.cache().ensure(self.engine(), &digest, bytes, component, what, how)? {
+        let engine = EngineKind::of_binary(bytes, component);
+        let slot = self.slot(engine)?;
+        let (outcome, code) = match slot.cache.ensure(&slot.engine, &digest, bytes, component, what, how)? {
             Ensured::Cached(outcome) => (outcome, None),
             Ensured::Uncached(code) => (CacheOutcome::Uncached, Some(code)),
         };
@@ -80,7 +85,7 @@ impl Runtime {
             what: what.to_owned(),
             message: "its component exports cannot be read".into(),
         })?;
-        Ok(Prepared { digest, kind, outcome, code })
+        Ok(Prepared { digest, kind, engine, outcome, code })
     }
 }
 
@@ -114,13 +119,14 @@ mod tests {
         let again = rt.prepare_file_compiling(&file, Compile::InProcess).unwrap();
         assert_eq!((again.digest, again.outcome), (first.digest, CacheOutcome::Disk));
         // The entry is what a guest process loads.
-        assert_eq!(rt.load_cached(first.digest).unwrap().kind(), ProgramKind::Module);
+        assert_eq!(rt.load_cached(first.digest, first.engine).unwrap().kind(), ProgramKind::Module);
 
         let http = wat::parse_str(HTTP).unwrap();
         let digest = Digest::of(&http);
         let prepared = rt.prepare_verified_compiling(&http, digest, "http", Compile::InProcess).unwrap();
         assert_eq!(prepared.kind, ProgramKind::HttpProxy);
-        assert_eq!(rt.load_cached(digest).unwrap().kind(), ProgramKind::HttpProxy);
+        assert_eq!(prepared.engine, EngineKind::Standard);
+        assert_eq!(rt.load_cached(digest, prepared.engine).unwrap().kind(), ProgramKind::HttpProxy);
         let other = wat::parse_str("(component (core module $m))").unwrap();
         let prepared = rt.prepare_verified_compiling(&other, Digest::of(&other), "other", Compile::InProcess).unwrap();
         assert_eq!(prepared.kind, ProgramKind::OtherComponent);

@@ -1,6 +1,7 @@
 //! What a piece of Wasm is, and the compiled form the runtime runs.
 
 use crate::digest::Digest;
+use crate::engine::EngineKind;
 use crate::state::{ComponentState, HttpState, ModuleState};
 use std::sync::{Arc, OnceLock};
 use wasmtime::component::Component;
@@ -141,6 +142,9 @@ pub struct Program {
 struct Inner {
     digest: Digest,
     kind: ProgramKind,
+    /// The engine it was compiled for, which its stores must use.
+    engine: Engine,
+    engine_kind: EngineKind,
     compiled: Compiled,
     module_pre: OnceLock<wasmtime::InstancePre<ModuleState>>,
     module_pre_sync: OnceLock<wasmtime::InstancePre<ModuleState>>,
@@ -163,7 +167,7 @@ fn linked_once<P: Clone>(cell: &OnceLock<P>, link: impl FnOnce() -> wasmtime::Re
 }
 
 impl Program {
-    pub(crate) fn new(engine: &Engine, digest: Digest, compiled: Compiled) -> Self {
+    pub(crate) fn new(engine: &Engine, engine_kind: EngineKind, digest: Digest, compiled: Compiled) -> Self {
         let kind = match &compiled {
             Compiled::Module(_) => ProgramKind::Module,
             Compiled::Component(component) => component_kind(engine, component),
@@ -172,6 +176,8 @@ impl Program {
             inner: Arc::new(Inner {
                 digest,
                 kind,
+                engine: engine.clone(),
+                engine_kind,
                 compiled,
                 module_pre: OnceLock::new(),
                 module_pre_sync: OnceLock::new(),
@@ -191,6 +197,15 @@ impl Program {
 
     pub fn kind(&self) -> ProgramKind {
         self.inner.kind
+    }
+
+    /// The engine it runs on: with concurrency support only if it uses it.
+    pub fn engine_kind(&self) -> EngineKind {
+        self.inner.engine_kind
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
     }
 
     pub(crate) fn compiled(&self) -> &Compiled {

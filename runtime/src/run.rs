@@ -5,7 +5,7 @@ use crate::capabilities::Capabilities;
 use crate::compile::Compile;
 use crate::config::RuntimeConfig;
 use crate::digest::Digest;
-use crate::engine::{build_engine, AllocationStrategy};
+use crate::engine::{build_engine, AllocationStrategy, EngineKind};
 use crate::error::{LoadError, RunError};
 use crate::exit::{ExitStatus, Outcome};
 use crate::kill::KillSwitch;
@@ -14,7 +14,7 @@ use crate::program::{Compiled, Program, ProgramKind, WasmFormat};
 use crate::state::{ComponentState, ModuleState};
 use crate::ticker::EpochTicker;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use wasmtime::component::Component;
 use wasmtime::{Engine, ExternType, Module, Store, UpdateDeadline, Val};
@@ -54,22 +54,47 @@ impl RunRequest {
     }
 }
 
-/// One per process: the warm engine, its linkers, the compile cache, and the
-/// programs loaded so far (by digest).
-pub struct Runtime {
-    engine: Engine,
+/// One engine with the cache folder its code lives in.
+pub(crate) struct EngineSlot {
+    pub(crate) engine: Engine,
     strategy: AllocationStrategy,
-    cache: CompileCache,
+    pub(crate) cache: CompileCache,
+}
+
+impl EngineSlot {
+    fn build(kind: EngineKind, config: &RuntimeConfig) -> anyhow::Result<Self> {
+        let (engine, strategy) = build_engine(kind, config.pool.as_ref())
+            .map_err(|e| anyhow::anyhow!("creating the wasmtime engine: {e:#}"))?;
+        let cache = CompileCache::open(&config.cache_dir, &engine, kind)?;
+        tracing::debug!(?kind, ?strategy, cache = %cache.dir().display(), "engine ready");
+        Ok(Self { engine, strategy, cache })
+    }
+}
+
+/// One per process: the warm engines, their linkers, the compile cache, and
+/// the programs loaded so far (by digest).
+pub struct Runtime {
+    config: RuntimeConfig,
+    /// WASI 0.1 and 0.2: built with the runtime.
+    standard: EngineSlot,
+    /// Component-model async (WASI 0.3): built for the first program that
+    /// needs it, so a process that runs none never reserves its pool.
+    concurrent: OnceLock<EngineSlot>,
+    /// Held while the concurrent engine is built (once).
+    building: Mutex<()>,
+    /// Ticks both engines.
     ticker: EpochTicker,
     // The linkers are built on first use: a process runs one kind of
-    // program, and building all four costs more than the run of a small one.
+    // program, and building all of them costs more than the run of a small one.
     module_linker: OnceLock<wasmtime::Linker<ModuleState>>,
     /// WASI preview 1 with synchronous host calls: [`Runtime::run_blocking`].
     module_linker_sync: OnceLock<wasmtime::Linker<ModuleState>>,
     component_linker: OnceLock<wasmtime::component::Linker<ComponentState>>,
+    /// WASI 0.2 and 0.3, on the concurrent engine.
     async_command_linker: OnceLock<wasmtime::component::Linker<ComponentState>>,
     programs: Mutex<HashMap<Digest, Program>>,
     http_linker: OnceLock<wasmtime::component::Linker<crate::state::HttpState>>,
+    /// wasi:http 0.2 and 0.3, on the concurrent engine.
     http_service_linker: OnceLock<wasmtime::component::Linker<crate::state::HttpState>>,
 }
 
@@ -95,15 +120,13 @@ pub(crate) enum GuestEnd {
 
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
-        let (engine, strategy) =
-            build_engine(config.pool.as_ref()).map_err(|e| anyhow::anyhow!("creating the wasmtime engine: {e:#}"))?;
-        let cache = CompileCache::open(&config.cache_dir, &engine)?;
-        let ticker = EpochTicker::new(engine.clone(), config.epoch_tick);
-        tracing::debug!(?strategy, cache = %cache.dir().display(), "runtime ready");
+        let standard = EngineSlot::build(EngineKind::Standard, &config)?;
+        let ticker = EpochTicker::new(standard.engine.clone(), config.epoch_tick);
         Ok(Self {
-            engine,
-            strategy,
-            cache,
+            config,
+            standard,
+            concurrent: OnceLock::new(),
+            building: Mutex::new(()),
             ticker,
             module_linker: OnceLock::new(),
             module_linker_sync: OnceLock::new(),
@@ -115,16 +138,45 @@ impl Runtime {
         })
     }
 
+    /// The engine of core modules and of components without component-model
+    /// async (WASI 0.1 and 0.2).
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        &self.standard.engine
     }
 
+    /// The standard engine's allocation strategy (the concurrent one's is
+    /// logged when it is built).
     pub fn allocation_strategy(&self) -> AllocationStrategy {
-        self.strategy
+        self.standard.strategy
     }
 
+    /// The standard engine's cache folder; [`Runtime::entry_path`] names a
+    /// program's own entry.
     pub fn cache(&self) -> &CompileCache {
-        &self.cache
+        &self.standard.cache
+    }
+
+    /// Where the compiled code of `program` lives in the cache (it may not
+    /// exist when the cache could not be written).
+    pub fn entry_path(&self, program: &Program) -> Result<PathBuf, LoadError> {
+        Ok(self.slot(program.engine_kind())?.cache.entry_path(&program.digest()))
+    }
+
+    /// The engine of `kind`, building the concurrent one on first use.
+    pub(crate) fn slot(&self, kind: EngineKind) -> Result<&EngineSlot, LoadError> {
+        if kind == EngineKind::Standard {
+            return Ok(&self.standard);
+        }
+        if let Some(slot) = self.concurrent.get() {
+            return Ok(slot);
+        }
+        let _building = self.building.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = self.concurrent.get() {
+            return Ok(slot);
+        }
+        let slot = EngineSlot::build(kind, &self.config).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+        self.ticker.add(slot.engine.clone());
+        Ok(self.concurrent.get_or_init(|| slot))
     }
 
     /// Read and load a file: a module, a component, WAT text, or (with
@@ -176,18 +228,17 @@ impl Runtime {
                 Err(LoadError::PrecompiledNotAllowed { what: what.to_owned() })
             }
             WasmFormat::PrecompiledModule | WasmFormat::PrecompiledComponent => {
-                let digest = Digest::of(bytes);
+                let component = format == WasmFormat::PrecompiledComponent;
                 // SAFETY: the caller vouched for these bytes (--allow-precompiled);
                 // wasmtime still checks the engine compatibility header.
-                let compiled = unsafe {
-                    if format == WasmFormat::PrecompiledComponent {
-                        Component::deserialize(&self.engine, bytes).map(Compiled::Component)
+                let program = self.precompiled(Digest::of(bytes), what, |engine| unsafe {
+                    if component {
+                        Component::deserialize(engine, bytes).map(Compiled::Component)
                     } else {
-                        Module::deserialize(&self.engine, bytes).map(Compiled::Module)
+                        Module::deserialize(engine, bytes).map(Compiled::Module)
                     }
-                }
-                .map_err(|e| LoadError::IncompatiblePrecompiled { what: what.to_owned(), message: format!("{e:#}") })?;
-                Ok((Program::new(&self.engine, digest, compiled), CacheOutcome::Precompiled))
+                })?;
+                Ok((program, CacheOutcome::Precompiled))
             }
         }
     }
@@ -221,11 +272,12 @@ impl Runtime {
     /// The program for `digest` from the compile cache, trusting the entry
     /// (see `CompileCache::load_trusted`): how a confined guest process
     /// gets the code its shim compiled.
-    pub fn load_cached(&self, digest: Digest) -> Result<Program, LoadError> {
-        let compiled = self.cache.load_trusted(&self.engine, &digest)?.ok_or_else(|| {
+    pub fn load_cached(&self, digest: Digest, engine: EngineKind) -> Result<Program, LoadError> {
+        let slot = self.slot(engine)?;
+        let compiled = slot.cache.load_trusted(&slot.engine, &digest)?.ok_or_else(|| {
             LoadError::from(crate::error::CacheError::Compile(format!("{digest} is not in the compile cache")))
         })?;
-        Ok(Program::new(&self.engine, digest, compiled))
+        Ok(Program::new(&slot.engine, engine, digest, compiled))
     }
 
     /// `program`'s compiled code as bytes, for a guest process of the same
@@ -243,25 +295,44 @@ impl Runtime {
 
     /// The program for `digest` from `code` its shim compiled and handed
     /// over (the cache could not keep it: see [`Runtime::compiled_code`]).
-    pub fn load_code(&self, digest: Digest, code: &[u8]) -> Result<Program, LoadError> {
+    pub fn load_code(&self, digest: Digest, code: &[u8], engine: EngineKind) -> Result<Program, LoadError> {
         let component = Engine::detect_precompiled(code) == Some(wasmtime::Precompiled::Component);
-        Ok(Program::new(&self.engine, digest, crate::cache::deserialize(&self.engine, code, component)?))
+        let slot = self.slot(engine)?;
+        Ok(Program::new(&slot.engine, engine, digest, crate::cache::deserialize(&slot.engine, code, component)?))
     }
 
     fn load_precompiled_file(&self, path: &Path, what: &str) -> Result<(Program, CacheOutcome), LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
-        let digest = Digest::of(&bytes);
+        let component = Engine::detect_precompiled(&bytes) == Some(wasmtime::Precompiled::Component);
         // SAFETY: the caller vouched for this file (--allow-precompiled).
-        let compiled = unsafe {
-            match Engine::detect_precompiled(&bytes) {
-                Some(wasmtime::Precompiled::Component) => {
-                    Component::deserialize_file(&self.engine, path).map(Compiled::Component)
-                }
-                _ => Module::deserialize_file(&self.engine, path).map(Compiled::Module),
+        let program = self.precompiled(Digest::of(&bytes), what, |engine| unsafe {
+            if component {
+                Component::deserialize_file(engine, path).map(Compiled::Component)
+            } else {
+                Module::deserialize_file(engine, path).map(Compiled::Module)
+            }
+        })?;
+        Ok((program, CacheOutcome::Precompiled))
+    }
+
+    /// A precompiled artifact, on whichever of the two engines made it.
+    fn precompiled(
+        &self,
+        digest: Digest,
+        what: &str,
+        deserialize: impl Fn(&Engine) -> wasmtime::Result<Compiled>,
+    ) -> Result<Program, LoadError> {
+        let standard = match deserialize(&self.standard.engine) {
+            Ok(compiled) => return Ok(Program::new(&self.standard.engine, EngineKind::Standard, digest, compiled)),
+            Err(e) => e,
+        };
+        let slot = self.slot(EngineKind::Concurrent)?;
+        match deserialize(&slot.engine) {
+            Ok(compiled) => Ok(Program::new(&slot.engine, EngineKind::Concurrent, digest, compiled)),
+            Err(_) => {
+                Err(LoadError::IncompatiblePrecompiled { what: what.to_owned(), message: format!("{standard:#}") })
             }
         }
-        .map_err(|e| LoadError::IncompatiblePrecompiled { what: what.to_owned(), message: format!("{e:#}") })?;
-        Ok((Program::new(&self.engine, digest, compiled), CacheOutcome::Precompiled))
     }
 
     fn load_binary(
@@ -275,8 +346,10 @@ impl Runtime {
         if let Some(program) = self.programs_lock().get(&digest) {
             return Ok((program.clone(), CacheOutcome::Memory));
         }
-        let (compiled, outcome) = self.cache.load_or_compile(&self.engine, &digest, bytes, component, what, how)?;
-        let program = Program::new(&self.engine, digest, compiled);
+        let engine = EngineKind::of_binary(bytes, component);
+        let slot = self.slot(engine)?;
+        let (compiled, outcome) = slot.cache.load_or_compile(&slot.engine, &digest, bytes, component, what, how)?;
+        let program = Program::new(&slot.engine, engine, digest, compiled);
         self.programs_lock().insert(digest, program.clone());
         Ok((program, outcome))
     }
@@ -302,16 +375,17 @@ impl Runtime {
                 program.module_pre_sync(self.module_linker_sync()?, module).map(drop).map_err(unknown)
             }
             (Compiled::Component(component), ProgramKind::Command) => {
-                program.command_pre(self.component_linker()?, component).map(drop).map_err(unknown)
+                program.command_pre(self.command_linker(program.engine_kind())?, component).map(drop).map_err(unknown)
             }
-            (Compiled::Component(component), ProgramKind::AsyncCommand) => {
-                program.async_command_pre(self.async_command_linker()?, component).map(drop).map_err(unknown)
-            }
+            (Compiled::Component(component), ProgramKind::AsyncCommand) => program
+                .async_command_pre(self.command_linker(program.engine_kind())?, component)
+                .map(drop)
+                .map_err(unknown),
             (Compiled::Component(component), ProgramKind::HttpProxy) => {
-                program.proxy_pre(self.http_linker()?, component).map(drop).map_err(unknown)
+                program.proxy_pre(self.http_linker_for(program.engine_kind())?, component).map(drop).map_err(unknown)
             }
             (Compiled::Component(component), ProgramKind::HttpService) => {
-                program.service_pre(self.http_service_linker()?, component).map(drop).map_err(unknown)
+                program.service_pre(self.http_linker_for(program.engine_kind())?, component).map(drop).map_err(unknown)
             }
             (Compiled::Component(_), _) => Err(RunError::NotACommand(format!("component {}", program.digest()))),
         }
@@ -320,7 +394,7 @@ impl Runtime {
     /// WASI 0.1 with async host calls, for modules run on an executor.
     pub(crate) fn module_linker(&self) -> Result<&wasmtime::Linker<ModuleState>, RunError> {
         built_once(&self.module_linker, "the WASI 0.1 linker", || {
-            let mut linker = wasmtime::Linker::new(&self.engine);
+            let mut linker = wasmtime::Linker::new(&self.standard.engine);
             wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut ModuleState| &mut s.wasi)?;
             exit_with_any_status(&mut linker)?;
             Ok(linker)
@@ -330,7 +404,7 @@ impl Runtime {
     /// WASI 0.1 with synchronous host calls ([`Runtime::run_blocking`]).
     pub(crate) fn module_linker_sync(&self) -> Result<&wasmtime::Linker<ModuleState>, RunError> {
         built_once(&self.module_linker_sync, "the synchronous WASI 0.1 linker", || {
-            let mut linker = wasmtime::Linker::new(&self.engine);
+            let mut linker = wasmtime::Linker::new(&self.standard.engine);
             wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut ModuleState| &mut s.wasi)?;
             exit_with_any_status(&mut linker)?;
             Ok(linker)
@@ -338,28 +412,56 @@ impl Runtime {
     }
 
     /// WASI 0.2, for command components.
-    pub(crate) fn component_linker(&self) -> Result<&wasmtime::component::Linker<ComponentState>, RunError> {
+    fn component_linker(&self) -> Result<&wasmtime::component::Linker<ComponentState>, RunError> {
         built_once(&self.component_linker, "the WASI 0.2 linker", || {
-            let mut linker = wasmtime::component::Linker::new(&self.engine);
+            let mut linker = wasmtime::component::Linker::new(&self.standard.engine);
             wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
             Ok(linker)
         })
     }
 
+    /// The WASI linker for a command (0.2 or 0.3) on `engine`: a component
+    /// using component-model async links against 0.3 and 0.2 both.
+    pub(crate) fn command_linker(
+        &self,
+        engine: EngineKind,
+    ) -> Result<&wasmtime::component::Linker<ComponentState>, RunError> {
+        match engine {
+            EngineKind::Standard => self.component_linker(),
+            EngineKind::Concurrent => self.async_command_linker(),
+        }
+    }
+
+    /// The wasi:http linker for an HTTP function (0.2 or 0.3) on `engine`.
+    pub(crate) fn http_linker_for(
+        &self,
+        engine: EngineKind,
+    ) -> Result<&wasmtime::component::Linker<crate::state::HttpState>, RunError> {
+        match engine {
+            EngineKind::Standard => self.http_linker(),
+            EngineKind::Concurrent => self.http_service_linker(),
+        }
+    }
+
+    /// The concurrent engine, for the linkers that live on it.
+    fn concurrent_engine(&self) -> Result<&Engine, RunError> {
+        Ok(&self.slot(EngineKind::Concurrent).map_err(|e| RunError::Instantiate(e.to_string()))?.engine)
+    }
+
     /// WASI 0.3 and 0.2, for WASI 0.3 command components: a 0.3 guest
     /// built with Rust's std for wasm32-wasip2 imports some 0.2 too (as
     /// `wasmtime run -Sp3` links both).
-    pub(crate) fn async_command_linker(&self) -> Result<&wasmtime::component::Linker<ComponentState>, RunError> {
-        built_once(&self.async_command_linker, "the WASI 0.3 linker", || wasi_0_2_and_0_3(&self.engine))
+    fn async_command_linker(&self) -> Result<&wasmtime::component::Linker<ComponentState>, RunError> {
+        let engine = self.concurrent_engine()?;
+        built_once(&self.async_command_linker, "the WASI 0.3 linker", || wasi_0_2_and_0_3(engine))
     }
 
     /// The linker for `wasi:http/service` (0.3) components: WASI 0.2 and
     /// 0.3, and wasi:http 0.3 (and 0.2, as `wasmtime serve` links them).
-    pub(crate) fn http_service_linker(
-        &self,
-    ) -> Result<&wasmtime::component::Linker<crate::state::HttpState>, RunError> {
+    fn http_service_linker(&self) -> Result<&wasmtime::component::Linker<crate::state::HttpState>, RunError> {
+        let engine = self.concurrent_engine()?;
         built_once(&self.http_service_linker, "the wasi:http 0.3 linker", || {
-            let mut linker = wasi_0_2_and_0_3(&self.engine)?;
+            let mut linker = wasi_0_2_and_0_3(engine)?;
             wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
             wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
             Ok(linker)
@@ -367,9 +469,9 @@ impl Runtime {
     }
 
     /// The linker for `wasi:http/proxy` components.
-    pub(crate) fn http_linker(&self) -> Result<&wasmtime::component::Linker<crate::state::HttpState>, RunError> {
+    fn http_linker(&self) -> Result<&wasmtime::component::Linker<crate::state::HttpState>, RunError> {
         built_once(&self.http_linker, "the wasi:http linker", || {
-            let mut linker = wasmtime::component::Linker::new(&self.engine);
+            let mut linker = wasmtime::component::Linker::new(&self.standard.engine);
             // All of WASI 0.2 (Rust's std imports `wasi:cli/environment` and
             // friends even in a proxy), then `wasi:http`, as `wasmtime serve` does.
             wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
@@ -383,20 +485,21 @@ impl Runtime {
         self.ticker.running()
     }
 
+    /// A store on `engine` (its program's: [`Program::engine`]).
     pub(crate) fn new_store<T: 'static>(
-        &self,
+        engine: &Engine,
         data: T,
         limits: &Limits,
         kill: &KillSwitch,
         yielding: Yielding,
     ) -> Store<T> {
-        let mut store = Store::new(&self.engine, data);
+        let mut store = Store::new(engine, data);
         // At every epoch tick a running guest checks for a kill or a passed
         // deadline (and traps with `Interrupted`), else yields to its executor
         // so other tasks on it make progress. The check cannot live only in
         // `race`'s timer: a guest that yields constantly keeps a current-thread
         // executor busy, and tokio then polls its timer wheel too rarely.
-        kill.arm(&self.engine);
+        kill.arm(engine);
         let kill = kill.clone();
         let deadline = limits.deadline.map(|after| std::time::Instant::now() + after);
         store.set_epoch_deadline(1);

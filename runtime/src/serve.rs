@@ -160,6 +160,7 @@ impl HttpServer {
         caps.builder_without_stdio(true)?;
         let stores = Arc::new(RequestStores {
             runtime: runtime.clone(),
+            engine: program.engine().clone(),
             caps,
             stdout,
             stderr,
@@ -169,7 +170,8 @@ impl HttpServer {
             stopping: std::sync::atomic::AtomicBool::new(false),
         });
         let handler = if kind == ProgramKind::HttpService {
-            let pre = program.service_pre(runtime.http_service_linker()?, component).map_err(unknown)?;
+            let pre =
+                program.service_pre(runtime.http_linker_for(program.engine_kind())?, component).map_err(unknown)?;
             let workers = ServiceWorkers {
                 stores: stores.clone(),
                 pre,
@@ -178,7 +180,9 @@ impl HttpServer {
             };
             Handler::Service(Workers::new(workers))
         } else {
-            Handler::Proxy(program.proxy_pre(runtime.http_linker()?, component).map_err(unknown)?)
+            Handler::Proxy(
+                program.proxy_pre(runtime.http_linker_for(program.engine_kind())?, component).map_err(unknown)?,
+            )
         };
         let max_in_flight = config.max_in_flight.max(1);
         Ok(Self {

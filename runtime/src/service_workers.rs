@@ -70,6 +70,8 @@ impl Default for InstanceReuse {
 /// limits, and the switch a SIGKILL fires.
 pub(crate) struct RequestStores {
     pub(crate) runtime: Arc<Runtime>,
+    /// The program's engine.
+    pub(crate) engine: wasmtime::Engine,
     pub(crate) caps: Capabilities,
     pub(crate) stdout: SharedOutput,
     pub(crate) stderr: SharedOutput,
@@ -98,7 +100,8 @@ impl RequestStores {
             memory_cap: self.limits.memory_cap.clone(),
             deadline: deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now())),
         };
-        let mut store = self.runtime.new_store(state, &limits, &self.hard_kill, crate::run::Yielding::ToExecutor);
+        let mut store =
+            Runtime::new_store(&self.engine, state, &limits, &self.hard_kill, crate::run::Yielding::ToExecutor);
         store.limiter(|s| &mut s.limiter);
         Ok(store)
     }

@@ -1,5 +1,5 @@
-//! One thread per engine that advances the epoch while any guest that needs
-//! ticks runs, started when the first such guest does: a process whose
+//! One thread that advances the epoch of the process's engines while any
+//! guest that needs ticks runs, started when the first such guest does: a process whose
 //! guests never need ticks (every container run without a deadline) never
 //! makes the thread. (A guest process confines itself after the engine is
 //! built: it must still be single-threaded then, since capabilities and
@@ -37,8 +37,10 @@ struct Shared {
 
 pub(crate) struct EpochTicker {
     shared: Arc<Shared>,
-    /// What the thread needs, until it is started.
-    pending: Mutex<Option<(Engine, Duration)>>,
+    /// The engines it ticks (the concurrent one joins when it is built).
+    engines: Arc<Mutex<Vec<Engine>>>,
+    /// The period, until the thread is started.
+    pending: Mutex<Option<Duration>>,
 }
 
 /// Keeps the ticker running while alive.
@@ -49,15 +51,25 @@ pub struct Running {
 impl EpochTicker {
     /// A ticker for `engine`; its thread starts with the first [`Self::running`].
     pub(crate) fn new(engine: Engine, period: Duration) -> Self {
-        Self { shared: Arc::new(Shared::default()), pending: Mutex::new(Some((engine, period))) }
+        Self {
+            shared: Arc::new(Shared::default()),
+            engines: Arc::new(Mutex::new(vec![engine])),
+            pending: Mutex::new(Some(period)),
+        }
+    }
+
+    /// Tick `engine` too from now on.
+    pub(crate) fn add(&self, engine: Engine) {
+        self.engines.lock().unwrap_or_else(|p| p.into_inner()).push(engine);
     }
 
     pub(crate) fn running(&self) -> Running {
-        if let Some((engine, period)) = self.pending.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(period) = self.pending.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let thread_shared = self.shared.clone();
+            let engines = self.engines.clone();
             let spawned = std::thread::Builder::new()
                 .name("wasmlet-epoch".into())
-                .spawn(move || tick_loop(&thread_shared, &engine, period));
+                .spawn(move || tick_loop(&thread_shared, &engines, period));
             if let Err(err) = spawned {
                 // Kills still interrupt (they bump the epoch themselves);
                 // deadlines and HTTP yields would not: say so loudly.
@@ -94,7 +106,7 @@ fn lock(mutex: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn tick_loop(shared: &Shared, engine: &Engine, period: Duration) {
+fn tick_loop(shared: &Shared, engines: &Mutex<Vec<Engine>>, period: Duration) {
     let mut idle_since: Option<std::time::Instant> = None;
     loop {
         {
@@ -114,6 +126,8 @@ fn tick_loop(shared: &Shared, engine: &Engine, period: Duration) {
             }
         }
         std::thread::sleep(period);
-        engine.increment_epoch();
+        for engine in engines.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            engine.increment_epoch();
+        }
     }
 }

@@ -15,14 +15,20 @@ pub struct CompileArgs {
 pub fn compile(runtime: &Runtime, args: CompileArgs) -> i32 {
     match runtime.load_file(&args.file, false) {
         Ok((program, outcome)) => {
-            let path = runtime.cache().entry_path(&program.digest());
+            let path = match runtime.entry_path(&program) {
+                Ok(path) => path,
+                Err(err) => {
+                    eprintln!("wasmlet: {err}");
+                    return LOAD_ERROR_STATUS;
+                }
+            };
             let status = match outcome {
                 CacheOutcome::Compiled => "compiled",
                 // Compiling for the cache is this command's whole job.
                 CacheOutcome::Uncached => {
                     eprintln!(
                         "wasmlet: the compile cache {} cannot be written (see the warning): nothing was cached",
-                        runtime.cache().dir().display()
+                        path.parent().unwrap_or(&path).display()
                     );
                     return 1;
                 }

@@ -51,7 +51,7 @@ pub fn main() -> i32 {
     // A compilation `precompile` runs within its budget (wasmlet_runtime::compile).
     let args: Vec<_> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == wasmlet_runtime::compile::WORKER_ACTION) {
-        return wasmlet_runtime::compile::worker_main(&args.get(2).map(|k| k.to_string_lossy()).unwrap_or_default());
+        return wasmlet_runtime::compile::worker_main(&args);
     }
     // rustls-platform-verifier logs a rejected certificate as an ERROR of its
     // own; the command's error already names it.

@@ -23,7 +23,7 @@ pub fn main() -> i32 {
     }
     // A compilation the daemon runs within its budget (wasmlet_runtime::compile).
     if args.get(1).is_some_and(|a| a == wasmlet_runtime::compile::WORKER_ACTION) {
-        return wasmlet_runtime::compile::worker_main(&args.get(2).map(|k| k.to_string_lossy()).unwrap_or_default());
+        return wasmlet_runtime::compile::worker_main(&args);
     }
     let flags = match containerd_shim::parse(&args[1..]) {
         Ok(flags) => flags,

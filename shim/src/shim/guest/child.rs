@@ -12,8 +12,8 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmlet_runtime::{
-    Capabilities, Entry, HttpServer, InstanceReuse, KillSwitch, Limits, MemoryCap, Preopen, Program, RunRequest,
-    Runtime, ServeConfig, StdinSource, StdoutSink,
+    Capabilities, EngineKind, Entry, HttpServer, InstanceReuse, KillSwitch, Limits, MemoryCap, Preopen, Program,
+    RunRequest, Runtime, ServeConfig, StdinSource, StdoutSink,
 };
 
 /// Entry point of an exec'd guest process; returns its exit status.
@@ -166,6 +166,7 @@ fn prepare(
     from_shim: &mut BufReader<UnixStream>,
 ) -> Result<(Runtime, Program), String> {
     let digest = launch.digest.parse().map_err(|e| format!("{e}"))?;
+    let engine = if launch.concurrent_engine { EngineKind::Concurrent } else { EngineKind::Standard };
     let runtime = match built.filter(|r| r.cache().root() == launch.cache_dir) {
         Some(runtime) => runtime,
         None => Runtime::new(crate::shim::guest_runtime_config(launch.cache_dir.clone()))
@@ -176,9 +177,9 @@ fn prepare(
         Some(bytes) => {
             let mut code = vec![0u8; usize::try_from(bytes).map_err(|_| "compiled code too large".to_owned())?];
             std::io::Read::read_exact(from_shim, &mut code).map_err(|e| format!("receiving the compiled code: {e}"))?;
-            runtime.load_code(digest, &code)
+            runtime.load_code(digest, &code, engine)
         }
-        None => runtime.load_cached(digest),
+        None => runtime.load_cached(digest, engine),
     }
     .map_err(|e| e.to_string())?;
     // Unknown imports are found before Ready, so they fail Start.

@@ -14,6 +14,10 @@ pub struct Launch {
     pub id: String,
     /// The program's digest: its compiled code is in the compile cache.
     pub digest: String,
+    /// The code is the concurrent engine's (component-model async), not
+    /// the standard one's.
+    #[serde(default)]
+    pub concurrent_engine: bool,
     pub cache_dir: PathBuf,
     /// A core module's export to call instead of `_start`.
     pub export: Option<String>,
@@ -117,6 +121,7 @@ mod tests {
         let launch = Launch {
             id: "c1".into(),
             digest: "sha256:00".into(),
+            concurrent_engine: true,
             cache_dir: "/var/lib/wasmlet/cache".into(),
             export: None,
             args: vec!["app.wasm".into(), "a b".into()],

@@ -9,7 +9,7 @@ use crate::shim::spec::WasmTask;
 use crate::shim::stdio::{HeldFifos, Relay, Stdio};
 use crate::shim::task::error::{TaskError, TaskResult};
 use std::sync::{Arc, Mutex};
-use wasmlet_runtime::{Entry, Prepared, ProgramKind, Runtime};
+use wasmlet_runtime::{EngineKind, Entry, Prepared, ProgramKind, Runtime};
 
 pub struct WasmGuest {
     pub(super) id: String,
@@ -17,6 +17,7 @@ pub struct WasmGuest {
     /// Its digest and kind (the guest process loads and links it).
     digest: wasmlet_runtime::Digest,
     kind: ProgramKind,
+    engine: EngineKind,
     /// What the guest process is spawned with.
     prepared: Mutex<Option<(WasmTask, Stdio)>>,
     pub(super) output: GuestOutput,
@@ -33,6 +34,7 @@ impl WasmGuest {
             runtime,
             digest: program.digest,
             kind: program.kind,
+            engine: program.engine,
             code: program.code.map(Arc::new),
             prepared: Mutex::new(Some((task, stdio))),
             output: GuestOutput::new(relay),
@@ -60,6 +62,7 @@ impl WasmGuest {
         Launch {
             id: self.id.clone(),
             digest: self.digest.to_string(),
+            concurrent_engine: self.engine == EngineKind::Concurrent,
             cache_dir: self.runtime.cache().root().to_owned(),
             export: match &task.entry {
                 Entry::Default => None,
