@@ -6,8 +6,8 @@
 //! Every request gets its own [`Store`] and instance from the component's
 //! pre-linked [`ProxyPre`] and the engine's pooling allocator; the store is
 //! dropped when the response body ends, which returns the instance's slot and
-//! (with `linear_memory_keep_resident(0)`) its pages. So an idle server holds
-//! zero instances: scale-to-zero without restarting anything.
+//! its pages beyond [`crate::PoolConfig::keep_resident`] (16 KiB). So an idle
+//! server holds zero instances: scale-to-zero without restarting anything.
 //!
 //! Admission: at most [`ServeConfig::max_in_flight`] requests run guests at
 //! once; up to [`ServeConfig::max_queued`] more wait (each until its own
