@@ -88,7 +88,9 @@ impl Default for ServeConfig {
 /// Counters a server keeps; cheap to read at any time.
 #[derive(Debug, Default)]
 pub struct ServeStats {
-    /// Instances alive now (0 when idle).
+    /// Instances alive now: serving a request, or (wasi:http 0.3 with
+    /// reuse) kept warm for the next one until their idle time passes.
+    /// 0 once the server is idle.
     pub live_instances: AtomicUsize,
     /// Requests that reached a guest.
     pub requests: AtomicU64,
@@ -273,7 +275,8 @@ impl HttpServer {
         if signal != libc::SIGKILL {
             tracing::info!(
                 signal,
-                in_flight = self.inner.stores.stats.live_instances.load(Ordering::Relaxed),
+                // 0.3 instances kept warm for reuse count too (idle or not).
+                live_instances = self.inner.stores.stats.live_instances.load(Ordering::Relaxed),
                 "stopping: draining in-flight requests"
             );
             tokio::select! {
@@ -385,7 +388,11 @@ impl HttpServer {
             Err(e) if e.is::<ExpirationError>() || e.is::<crate::run::Interrupted>() => Err(late()),
             Err(e) if e.is::<TrapOrPanicError>() && tokio::time::Instant::now() >= deadline => Err(late()),
             Err(e) if e.is::<InstantiationError<tokio::time::Instant>>() => {
-                Err((StatusCode::INTERNAL_SERVER_ERROR, format!("the function cannot be instantiated: {e:#}")))
+                // The cause is in the error it carries, not in its own text.
+                let cause =
+                    e.downcast_ref::<InstantiationError<tokio::time::Instant>>().map(|i| format!("{:#}", i.error));
+                let cause = cause.unwrap_or_else(|| format!("{e:#}"));
+                Err((StatusCode::INTERNAL_SERVER_ERROR, format!("the function cannot be instantiated: {cause}")))
             }
             Err(e) if e.is::<TrapOrPanicError>() => {
                 Err((StatusCode::INTERNAL_SERVER_ERROR, format!("the function trapped: {e:#}")))

@@ -64,9 +64,16 @@ pub struct Serve {
     pub max_queued: usize,
     pub request_timeout_ms: u64,
     pub max_body_bytes: u64,
-    /// Requests a wasi:http 0.3 instance takes in its life, and at once.
+    /// Requests a wasi:http 0.3 instance takes in its life, and at once (a
+    /// launch from a shim older than these fields: one, one at a time).
+    #[serde(default = "one")]
     pub instance_requests: usize,
+    #[serde(default = "one")]
     pub instance_concurrency: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -153,5 +160,12 @@ mod tests {
         assert_eq!(&code, b"code\n", "the code follows the launch line");
         assert_eq!(receive::<ToGuest>(&mut reader).unwrap(), Some(ToGuest::Start));
         assert_eq!(receive::<ToGuest>(&mut reader).unwrap(), None);
+    }
+
+    #[test]
+    fn a_serve_without_the_reuse_fields_means_one_request_per_instance() {
+        let old = r#"{"max_in_flight":4,"max_queued":8,"request_timeout_ms":2000,"max_body_bytes":1024}"#;
+        let serve: Serve = serde_json::from_str(old).unwrap();
+        assert_eq!((serve.instance_requests, serve.instance_concurrency), (1, 1));
     }
 }
