@@ -2,7 +2,7 @@
 //! async functions, `stream`, `future`, `error-context`, the task and
 //! waitable builtins), read from its bytes before anything compiles.
 //!
-//! A process has two engines (see `engines.rs`): wasmtime's concurrency
+//! A process has two engines (`crate::engine::EngineKind`): wasmtime's concurrency
 //! support costs every store and every call, WASI 0.3 or not (an HTTP
 //! request to a 0.2 proxy took ~35 µs more CPU with it on), so only the
 //! programs that need it get the engine that has it. Core modules never do.

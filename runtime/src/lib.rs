@@ -51,4 +51,4 @@ pub use prepare::Prepared;
 pub use program::{Program, ProgramKind, WasmFormat};
 pub use run::{Entry, RunRequest, Runtime};
 pub use serve::{serve_executor, HttpServer, ServeConfig, ServeStats};
-pub use service_workers::InstanceReuse;
+pub use service_workers::{InstanceReuse, ReuseError};

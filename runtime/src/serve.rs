@@ -389,9 +389,9 @@ impl HttpServer {
             Err(e) if e.is::<TrapOrPanicError>() && tokio::time::Instant::now() >= deadline => Err(late()),
             Err(e) if e.is::<InstantiationError<tokio::time::Instant>>() => {
                 // The cause is in the error it carries, not in its own text.
-                let cause =
-                    e.downcast_ref::<InstantiationError<tokio::time::Instant>>().map(|i| format!("{:#}", i.error));
-                let cause = cause.unwrap_or_else(|| format!("{e:#}"));
+                let cause = e
+                    .downcast_ref::<InstantiationError<tokio::time::Instant>>()
+                    .map_or_else(|| format!("{e:#}"), |i| format!("{:#}", i.error));
                 Err((StatusCode::INTERNAL_SERVER_ERROR, format!("the function cannot be instantiated: {cause}")))
             }
             Err(e) if e.is::<TrapOrPanicError>() => {

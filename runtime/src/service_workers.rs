@@ -58,6 +58,30 @@ impl InstanceReuse {
         let idle = if max_requests > 1 { Duration::from_secs(1) } else { Duration::ZERO };
         Self { max_requests, max_concurrent, idle }
     }
+
+    /// [`InstanceReuse::new`] of settings a user gave: refused, not
+    /// clamped, when they cannot mean anything.
+    pub fn checked(max_requests: usize, max_concurrent: usize) -> Result<Self, ReuseError> {
+        if max_requests == 0 || max_concurrent == 0 {
+            return Err(ReuseError::Zero);
+        }
+        if max_concurrent > 1 && max_requests == 1 {
+            return Err(ReuseError::ConcurrencyWithoutReuse);
+        }
+        Ok(Self::new(max_requests, max_concurrent))
+    }
+}
+
+/// Why instance-reuse settings were refused ([`InstanceReuse::checked`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReuseError {
+    #[error("requests per instance and requests at once must be at least 1")]
+    Zero,
+    #[error(
+        "more than one request at once needs more than one request per instance (an instance that takes one \
+         request has nothing to run at once)"
+    )]
+    ConcurrencyWithoutReuse,
 }
 
 impl Default for InstanceReuse {

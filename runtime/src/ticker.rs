@@ -1,7 +1,7 @@
 //! One thread that advances the epoch of the process's engines while any
-//! guest that needs ticks runs, started when the first such guest does: a process whose
-//! guests never need ticks (every container run without a deadline) never
-//! makes the thread. (A guest process confines itself after the engine is
+//! guest that needs ticks runs, started when the first such guest does: a
+//! process whose guests never need ticks (every container run without a
+//! deadline) never makes the thread. (A guest process confines itself after the engine is
 //! built: it must still be single-threaded then, since capabilities and
 //! seccomp filters are per thread.)
 //!

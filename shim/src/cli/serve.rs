@@ -62,14 +62,16 @@ pub fn serve(runtime: Arc<Runtime>, args: ServeArgs) -> i32 {
             return 2;
         }
     };
-    if args.instance_requests == 0 || args.instance_concurrency == 0 {
-        eprintln!("wasmlet: --instance-requests and --instance-concurrency must be at least 1");
-        return 2;
-    }
-    if args.instance_concurrency > 1 && args.instance_requests == 1 {
-        eprintln!("wasmlet: --instance-concurrency above 1 needs --instance-requests above 1 (an instance that takes one request has nothing to run at once)");
-        return 2;
-    }
+    let reuse = match InstanceReuse::checked(args.instance_requests, args.instance_concurrency) {
+        Ok(reuse) => reuse,
+        Err(err) => {
+            eprintln!(
+                "wasmlet: --instance-requests {} --instance-concurrency {}: {err}",
+                args.instance_requests, args.instance_concurrency
+            );
+            return 2;
+        }
+    };
     let program = match super::images::load_program(&runtime, &args.file, false, &args.registry) {
         Ok(program) => program,
         Err(err) => {
@@ -82,7 +84,7 @@ pub fn serve(runtime: Arc<Runtime>, args: ServeArgs) -> i32 {
         max_queued: args.max_queued,
         request_timeout: args.timeout,
         max_body_bytes: args.max_body,
-        reuse: InstanceReuse::new(args.instance_requests, args.instance_concurrency),
+        reuse,
     };
     let limits = Limits { memory: args.memory, ..Default::default() };
     let server = match HttpServer::new(runtime, &program, caps, limits, config) {

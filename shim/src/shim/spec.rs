@@ -294,15 +294,13 @@ fn http_settings(spec: &Spec, env: &[(String, String)]) -> Result<HttpSettings, 
     }
     let requests = positive(HTTP_INSTANCE_REQUESTS_ANNOTATION)?;
     let concurrency = positive(HTTP_INSTANCE_CONCURRENCY_ANNOTATION)?;
-    if let (None | Some(1), Some(n @ 2..)) = (requests, concurrency) {
-        return Err(bad_annotation(
-            HTTP_INSTANCE_CONCURRENCY_ANNOTATION,
-            &n.to_string(),
-            format!("needs {HTTP_INSTANCE_REQUESTS_ANNOTATION} above 1: an instance that takes one request has nothing to run at once"),
-        ));
-    }
     if requests.is_some() || concurrency.is_some() {
-        serve.reuse = wasmlet_runtime::InstanceReuse::new(requests.unwrap_or(1), concurrency.unwrap_or(1));
+        // Zeros are refused above; what is left is concurrency without reuse.
+        let (requests, concurrency) = (requests.unwrap_or(1), concurrency.unwrap_or(1));
+        serve.reuse = wasmlet_runtime::InstanceReuse::checked(requests, concurrency).map_err(|e| {
+            let why = format!("{e}: set {HTTP_INSTANCE_REQUESTS_ANNOTATION} above 1");
+            bad_annotation(HTTP_INSTANCE_CONCURRENCY_ANNOTATION, &concurrency.to_string(), why)
+        })?;
     }
     if let Some(value) = annotation(spec, HTTP_MAX_BODY_ANNOTATION) {
         serve.max_body_bytes =
